@@ -68,11 +68,15 @@ class TensorMultimodalDataset(torch.utils.data.Dataset):
 class EpochLoader:
     "Batches of a dataset; shuffle order is a function of (seed, epoch) only. Evaluation loaders keep every sample."
     def __init__(self, dataset, batch_size: int = 32, shuffle: bool = False, seed: int = 0,
-                 drop_last: bool = False, num_workers: int = 0):
+                 drop_last: bool = False, num_workers: int | None = None):
         self.dataset, self.bs, self.shuffle, self.seed = dataset, batch_size, shuffle, seed
+        if num_workers is None: num_workers = getattr(dataset, 'num_workers', 0)   # a dataset may ask for workers
         self.drop_last, self.num_workers, self.epoch = drop_last, num_workers, 0
 
-    def set_epoch(self, epoch: int): self.epoch = epoch
+    def set_epoch(self, epoch: int):
+        "Set the epoch (shuffle order); datasets with random per-epoch draws (`set_epoch`) are told too."
+        self.epoch = epoch
+        if hasattr(self.dataset, 'set_epoch'): self.dataset.set_epoch(epoch)
     def _order(self):
         if not self.shuffle: return torch.arange(len(self.dataset))
         return torch.randperm(len(self.dataset), generator=torch.Generator().manual_seed(self.seed * 100_003 + self.epoch))
@@ -91,7 +95,7 @@ class EpochLoader:
                                              num_workers=self.num_workers)
             yield from dl
 
-def make_loader(dataset, batch_size=32, shuffle=False, seed=0, drop_last=False, num_workers=0) -> EpochLoader:
+def make_loader(dataset, batch_size=32, shuffle=False, seed=0, drop_last=False, num_workers=None) -> EpochLoader:
     "An `EpochLoader` over `dataset`."
     return EpochLoader(dataset, batch_size, shuffle, seed, drop_last, num_workers)
 
