@@ -1,0 +1,67 @@
+"The optimization-category methods (OGM, AGM, PMR, ReLearning, ReconBoost) trained from the command line, as a user runs them."
+import os, subprocess, sys
+from pathlib import Path
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+def cli(*args):
+    return subprocess.run([sys.executable, '-m', 'balance_nb', *args], cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, 'PYTHONPATH': str(ROOT), 'IN_TEST': '1'})
+
+def run_folder(out: Path, trainer: str) -> Path:
+    return next(p for p in out.iterdir() if p.is_dir() and p.name.startswith(f'{trainer}-'))
+
+# trainer, extra flags, a quantity the method must publish in the step table of a 1-epoch run (None: nothing due yet)
+AV_CASES = [
+    ('OGM', (), 'ratio_audio'),                 # window starts at epoch 2 in short runs: ratios only
+    ('AGM', (), 'coef_visual'),
+    ('PMR', ('--alpha', '0.6'), 'proto_score_visual'),
+    ('ReLearning', (), None),                   # first re-initialisation is due after epoch 3
+    ('ReconBoost', (), 'boost_loss_visual'),
+]
+
+@pytest.mark.parametrize('trainer,flags,published', AV_CASES, ids=[c[0] + ''.join(c[1]) for c in AV_CASES])
+def test_trains_on_avdigits(tmp_path, trainer, flags, published):
+    r = cli('--trainer', trainer, '--dataset', 'AVDigits', '--epochs', '1', '--no-reference', '--out', str(tmp_path), *flags)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert 'fused' in r.stdout and 'imbalance degree' in r.stdout
+    rd = run_folder(tmp_path, trainer)
+    steps, epochs = pd.read_csv(rd/'steps.csv'), pd.read_csv(rd/'history.csv')
+    assert len(epochs) == 1 and epochs['acc'].notna().all()
+    if published: assert published in steps and steps[published].notna().any()
+
+MF3 = ('--dataset', 'MFeat', '--views', 'pix,fou,mor', '--epochs', '1', '--no-reference')
+
+@pytest.mark.parametrize('trainer,published', [('AGM', 'coef_mor'), ('ReLearning', None), ('ReconBoost', 'boost_loss_mor')])
+def test_three_modality_methods_train_on_mfeat(tmp_path, trainer, published):
+    r = cli('--trainer', trainer, *MF3, '--out', str(tmp_path))
+    assert r.returncode == 0, r.stderr[-3000:]
+    rd = run_folder(tmp_path, trainer)
+    steps = pd.read_csv(rd/'steps.csv')
+    for m in ('pix', 'fou', 'mor'): assert f'acc_{m}' in pd.read_csv(rd/'history.csv')
+    if published: assert steps[published].notna().any()
+
+@pytest.mark.parametrize('trainer', ['OGM', 'PMR'])
+def test_two_modality_methods_refuse_three_views(tmp_path, trainer):
+    r = cli('--trainer', trainer, *MF3, '--out', str(tmp_path))
+    assert r.returncode == 2
+    assert 'at most 2 modalities' in r.stderr and 'pix, fou, mor' in r.stderr
+
+def test_relearning_short_run_reinitialises(tmp_path):
+    "With --reinit_epoch 1 a 2-epoch MFeat run re-initialises after epoch 1 and publishes gaps and weights."
+    r = cli('--trainer', 'ReLearning', '--dataset', 'MFeat', '--epochs', '2', '--reinit_epoch', '1', '--no-reference',
+            '--out', str(tmp_path))
+    assert r.returncode == 0, r.stderr[-3000:]
+    ep = pd.read_csv(run_folder(tmp_path, 'ReLearning')/'history.csv')
+    for m in ('pix', 'mor'):
+        assert ep[f'purity_gap_{m}'].isna().tolist() == [True, False]
+        w, gap = ep[f'reinit_weight_{m}'].iloc[1], ep[f'purity_gap_{m}'].iloc[1]
+        assert abs(w - __import__('math').tanh(3 * gap)) < 1e-9
+
+def test_bad_option_names_valid_values(tmp_path):
+    r = cli('--trainer', 'OGM', '--method', 'OGM-GE', '--epochs', '1', '--no-reference', '--out', str(tmp_path))
+    assert r.returncode == 2 and 'OGM_GE, OGM' in r.stderr
+    r = cli('--trainer', 'AGM', '--hp', 'sign=paper', '--epochs', '1', '--no-reference', '--out', str(tmp_path))
+    assert r.returncode == 2 and 'balancemm, original' in r.stderr
