@@ -1,0 +1,71 @@
+"The objective methods (notebook 12) from the command line, as a user runs them, and UMT's teachers from a store."
+import json, os, subprocess, sys
+from pathlib import Path
+import pandas as pd
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# method → (published column, file it lands in: steps.csv per step, history.csv per epoch)
+PUBLISHED = {'MMCosine': ('cos_y_{m}', 'steps.csv'), 'UMT': ('distill_{m}', 'steps.csv'), 'MBSD': ('mbsd_rs', 'steps.csv'),
+             'CML': ('cml_hinge', 'steps.csv'), 'MMPareto': ('pareto_cos_{m}', 'steps.csv'),
+             'GBlending': ('gb_weight_fused', 'history.csv'), 'LFM': ('lfm_alpha_align', 'history.csv')}
+THREE = ['UMT', 'MMPareto', 'GBlending', 'LFM']
+TWO_ONLY = ['MMCosine', 'MBSD', 'CML']
+
+def cli(*args):
+    return subprocess.run([sys.executable, '-m', 'balance_nb', *args], cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, 'PYTHONPATH': str(ROOT), 'IN_TEST': '1'})
+
+def run_folder(out: Path, trainer: str) -> Path:
+    return next(p for p in out.iterdir() if p.is_dir() and p.name.startswith(f'{trainer}-'))
+
+def check_run(out, trainer, modality, min_acc):
+    rd = run_folder(out, trainer)
+    m = json.loads((rd/'metrics.json').read_text())
+    assert m['acc'] >= min_acc, m
+    col, file = PUBLISHED[trainer]
+    df = pd.read_csv(rd/file)
+    col = col.format(m=modality)
+    assert col in df.columns and df[col].notna().any(), (col, list(df.columns))
+
+@pytest.mark.slow
+@pytest.mark.parametrize('trainer', list(PUBLISHED))
+def test_trains_on_avdigits(trainer, tmp_path):
+    r = cli('--trainer', trainer, '--dataset', 'AVDigits', '--epochs', '1', '--no-reference', '--out', str(tmp_path))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert 'fused' in r.stdout and 'imbalance degree' in r.stdout
+    check_run(tmp_path, trainer, 'visual', 0.3)          # one epoch; the baseline reaches ~0.75 here
+
+@pytest.mark.parametrize('trainer', THREE)
+def test_trains_on_three_mfeat_views(trainer, tmp_path):
+    r = cli('--trainer', trainer, '--dataset', 'MFeat', '--views', 'pix,fou,mor', '--epochs', '1', '--no-reference', '--out', str(tmp_path))
+    assert r.returncode == 0, r.stderr[-3000:]
+    check_run(tmp_path, trainer, 'fou', 0.5)             # the baseline reaches ~0.95 after one epoch
+
+@pytest.mark.parametrize('trainer', TWO_ONLY)
+def test_two_modality_methods_refuse_three_views(trainer, tmp_path):
+    r = cli('--trainer', trainer, '--dataset', 'MFeat', '--views', 'pix,fou,mor', '--epochs', '1', '--no-reference', '--out', str(tmp_path))
+    assert r.returncode == 2
+    assert f'{trainer} supports at most 2 modalities' in r.stderr and '--views pix,mor' in r.stderr
+
+def test_bad_hyperparameters_exit_2(tmp_path):
+    r = cli('--trainer', 'GBlending', '--method', 'sometimes', '--dataset', 'MFeat', '--out', str(tmp_path))
+    assert r.returncode == 2 and "'online' or 'offline'" in r.stderr
+    r = cli('--trainer', 'MMCosine', '--lam', '0.3', '--dataset', 'MFeat', '--out', str(tmp_path))
+    assert r.returncode == 2 and 'MMCosine has no hyper-parameter' in r.stderr and 'scaling=15.0' in r.stderr
+
+def test_umt_teachers_come_from_the_store_and_run_folder(tmp_path):
+    "Teachers trained before (cached in the store) are loaded from their run folder's checkpoints/last.pt, not retrained."
+    from balance_nb.experiment import run, ResultStore, RunConfig
+    store = ResultStore(tmp_path/'results.sqlite')
+    c = RunConfig(dataset='MFeat', epochs=1, out=str(tmp_path))
+    teachers = {m: run(c, trainer='unimodal', hparams={'modality': m}, store=store, progress=False) for m in ('pix', 'mor')}
+    r = run(c, trainer='UMT', store=store, progress=False)
+    umt = next(cb for cb in r.learner.cbs if type(cb).__name__ == 'UMT')
+    for m, t in teachers.items():
+        saved = torch.load(t.run_dir/'checkpoints'/'last.pt', weights_only=False)['model']
+        for k, v in umt.teacher[m].state_dict().items(): assert torch.equal(v, saved[f'encoders.{m}.{k}']), k
+        assert r.history.epochs.loc[0, f'teacher_acc_{m}'] == t.metrics['acc']
+    assert len(store) == 3                             # two teachers + the UMT run: nothing retrained
