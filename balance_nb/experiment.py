@@ -16,7 +16,7 @@ from .data import build_dataset, dataset_knobs, make_loader, MissingDataError
 from .models import build_model
 from .learner import Learner, CheckpointCB, History, NonFiniteLossError, MethodConfigError, BalancingMethod
 from .metrics import EvalCB, GradNormCB, PassCounterCB, evaluate, complexity
-from .analysis import save_history_plots
+from .analysis import save_history_plots, LivePlotCB, live_default
 
 # %% auto #0
 __all__ = ['CATEGORIES', 'DATASET_MODULES', 'METHOD_FLAGS', 'FLAG_TO_HPARAM', 'DATASET_FLAGS', 'FLAG_TO_KNOB', 'SUBCOMMANDS',
@@ -173,8 +173,9 @@ def run_dir_for(c: RunConfig) -> Path | None:
 
 # %% ../nbs/06_experiment.ipynb #e2b28242
 def run(config: RunConfig | None = None, cbs=(), store: ResultStore | str | None = None, resume: bool = False,
-        reference: bool = False, progress: bool | None = None, **overrides) -> RunResult:
+        reference: bool = False, progress: bool | None = None, live: bool | None = None, **overrides) -> RunResult:
     "Train `config` (fields can be given as keyword arguments), evaluate on test, write the run folder."
+    # live: one figure redrawn in place while training (`LivePlotCB`); None = only inside Jupyter, not under tests
     c = dataclasses.replace(config or RunConfig(), **overrides).resolved()
     store = ResultStore(store) if isinstance(store, (str, Path)) else store
     if store is not None and not resume and (hit := store.get(c)) is not None:
@@ -189,6 +190,7 @@ def run(config: RunConfig | None = None, cbs=(), store: ResultStore | str | None
     model = build_model(splits['train'], c.fusion, c.encoders, c.feature_dim)
     rd = run_dir_for(c)
     std = [EvalCB(), GradNormCB(), PassCounterCB()] + ([CheckpointCB(rd/'checkpoints')] if rd else [])
+    if live_default() if live is None else live: std.append(LivePlotCB(f"{c.trainer} on {c.dataset} (seed {c.seed})", quiet=False))
     learn = Learner(model, make_loader(splits['train'], c.batch_size, shuffle=True, seed=c.seed),
                     make_loader(splits['valid'], 256), cbs=[method, *std, *cbs], lr=c.lr, weight_decay=c.weight_decay,
                     step_size=c.step_size, gamma=c.gamma, device=device, progress=progress)
@@ -233,7 +235,7 @@ def unimodal_references(c: RunConfig, store: ResultStore | None = None) -> dict:
     out = {}
     for m in mods:
         ref = dataclasses.replace(c, trainer='unimodal', hparams={'modality': m}, out=None)
-        r = run(ref, store=store, progress=False)
+        r = run(ref, store=store, progress=False, live=False)
         out[f'alone_acc_{m}'] = r.metrics['acc']
     return out
 
@@ -362,7 +364,7 @@ def main(argv=None) -> int:
         if bad: raise CLIError(f"Dataset {c.dataset} has no option(s) {bad}. Its options: {', '.join(knobs)}.")
         make_method(c.trainer, c.hparams)       # checks hyper-parameter names before any data is loaded
         store = ResultStore(a.store or Path(c.out or 'runs')/'results.sqlite')
-        result = run(c, store=store, resume=a.resume, reference=not a.no_reference and c.trainer != 'unimodal')
+        result = run(c, store=store, resume=a.resume, reference=not a.no_reference and c.trainer != 'unimodal', live=False)
     except (CLIError, UnknownNameError, ValueError) as e:
         if isinstance(e, MethodConfigError): print(f"error: {e}", file=sys.stderr); return 2
         print(f"error: {e}", file=sys.stderr); return 2

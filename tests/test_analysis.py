@@ -1,0 +1,110 @@
+"Analysis and attribution: captum's modality Shapley = the package's, the live plot, the CLI's pictures."
+import json, os, subprocess, sys
+from pathlib import Path
+import pytest
+import torch
+from balance_nb.core import set_seed
+from balance_nb.data import MFeat, AVDigits, make_loader
+from balance_nb.models import build_model
+from balance_nb.learner import Learner
+from balance_nb.metrics import EvalCB, GradNormCB, evaluate, sample_shapley, exact_shapley
+from balance_nb.analysis import LivePlotCB, compare_runs, live_default
+import balance_nb.analysis as analysis
+from balance_nb.attribution import (captum_shapley, captum_ablation, modality_shapley, coalition_payoffs,
+                                    integrated_gradients, modality_totals)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+@pytest.fixture(scope='module')
+def mfeat3():
+    "A small trained model on three MFeat views (three players: the general Shapley formula, not just n=2)."
+    set_seed(0)
+    ds = MFeat('valid', views='pix,fou,mor')
+    model = Learner(build_model(ds), make_loader(ds, 32, True), progress=False).fit(2).model.eval()
+    return model, ds
+
+@pytest.mark.parametrize('output', ['logit', 'prob', 'correct'])
+def test_captum_shapley_equals_package_exact_shapley(mfeat3, output):
+    model, ds = mfeat3
+    batch = ds[list(range(len(ds)))]
+    ours, theirs = modality_shapley(model, batch, output), captum_shapley(model, batch, output)
+    for m in model.modalities:
+        assert torch.allclose(ours[m], theirs[m], atol=1e-5), (m, (ours[m] - theirs[m]).abs().max())
+    # and the package's values are exact_shapley over brute-force coalitions (inputs really zeroed)
+    brute = exact_shapley(coalition_payoffs(model, batch, output, brute_force=True), model.modalities)
+    for m in model.modalities: assert torch.allclose(brute[m], theirs[m], atol=1e-5)
+
+def test_captum_accuracy_shapley_matches_evaluate_and_sample_shapley(mfeat3):
+    model, ds = mfeat3
+    batch = ds[list(range(len(ds)))]
+    cap = captum_shapley(model, batch, 'correct')
+    ev = evaluate(model, make_loader(ds, 64))
+    for m in model.modalities: assert abs(cap[m].mean().item() - ev[f'shapley_{m}']) < 1e-5
+    # sample_shapley fixes v(∅)=0: every modality shifts by v(∅)/n
+    v0 = coalition_payoffs(model, batch, 'correct')[frozenset()]
+    ss = sample_shapley(model, batch)
+    for m in model.modalities: assert torch.allclose(ss[m], cap[m] + v0 / 3, atol=1e-5)
+
+def test_feature_ablation_is_leave_one_out(mfeat3):
+    model, ds = mfeat3
+    batch = ds[list(range(64))]
+    v, mods = coalition_payoffs(model, batch), frozenset(model.modalities)
+    abl = captum_ablation(model, batch)
+    for m in model.modalities: assert torch.allclose(abl[m], v[mods] - v[mods - {m}], atol=1e-5)
+
+def test_integrated_gradients_completeness(mfeat3):
+    model, ds = mfeat3
+    batch = ds[list(range(32))]
+    tot = modality_totals(integrated_gradients(model, batch, n_steps=64))
+    v = coalition_payoffs(model, batch)
+    gap = v[frozenset(model.modalities)] - v[frozenset()]
+    assert torch.allclose(sum(tot.values()), gap, atol=1e-2 * gap.abs().max().item())
+
+class _Handle:
+    def __init__(self): self.updates = []
+    def update(self, obj): self.updates.append(obj)
+
+def _fit_small(cbs, epochs=2):
+    set_seed(0)
+    ds = MFeat('valid')
+    return Learner(build_model(ds), make_loader(ds, 100, True), make_loader(ds, 100), cbs=[EvalCB(), GradNormCB(), *cbs],
+                   progress=False).fit(epochs)
+
+def test_liveplot_one_display_updated_in_place():
+    shown = []
+    def fake_display(obj, display_id=None):
+        assert display_id is True
+        h = _Handle(); shown.append((obj, h)); return h
+    cb = LivePlotCB('t', quiet=False, display_fn=fake_display)
+    learn = _fit_small([cb], epochs=3)
+    assert len(shown) == 1                                    # exactly one display ...
+    fig, h = shown[0]
+    assert len(h.updates) == 3 and all(f is fig for f in h.updates)   # ... updated once per epoch, same figure
+    assert fig.axes[0].get_lines()[0].get_ydata().tolist() == learn.history.epochs.acc.tolist()
+
+def test_liveplot_quiet_under_in_test(monkeypatch):
+    monkeypatch.setenv('IN_TEST', '1')
+    calls = []
+    cb = LivePlotCB(display_fn=lambda *a, **k: calls.append(a))
+    _fit_small([cb], epochs=1)
+    assert calls == [] and cb.fig is None and cb.n_updates == 0
+
+def test_live_default_only_in_a_kernel_outside_tests(monkeypatch):
+    monkeypatch.setattr(analysis, 'in_jupyter', lambda: True)
+    monkeypatch.setenv('IN_TEST', '1'); assert live_default() is False
+    monkeypatch.delenv('IN_TEST'); assert live_default() is True
+    monkeypatch.setattr(analysis, 'in_jupyter', lambda: False); assert live_default() is False
+
+def test_compare_runs_bad_input():
+    with pytest.raises(ValueError, match='non-empty dict'): compare_runs({})
+    with pytest.raises(TypeError, match='Expected a RunResult'): compare_runs({'a': 1})
+
+def test_cli_run_folder_holds_curves_png(tmp_path):
+    r = subprocess.run([sys.executable, '-m', 'balance_nb', '--dataset', 'MFeat', '--epochs', '1', '--no-reference',
+                        '--out', str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
+                       env={**os.environ, 'PYTHONPATH': str(ROOT), 'IN_TEST': '1', 'MPLBACKEND': 'Agg'})
+    assert r.returncode == 0, r.stderr[-2000:]
+    run_dir = next(p for p in tmp_path.iterdir() if p.is_dir())
+    png = run_dir/'curves.png'
+    assert png.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n' and png.stat().st_size > 10_000
+    assert 'Figure' not in r.stdout                          # nothing was "displayed" on the terminal
