@@ -18,7 +18,7 @@ AV_CASES = [
     ('OGM', (), 'ratio_audio'),                 # window starts at epoch 2 in short runs: ratios only
     ('AGM', (), 'coef_visual'),
     ('PMR', ('--alpha', '0.6'), 'proto_score_visual'),
-    ('ReLearning', (), None),                   # first re-initialisation is due after epoch 3
+    ('ReLearning', (), None),                   # first re-initialisation is due after epoch 2
     ('ReconBoost', (), 'boost_loss_visual'),
 ]
 
@@ -50,13 +50,13 @@ def test_two_modality_methods_refuse_three_views(tmp_path, trainer):
     assert 'at most 2 modalities' in r.stderr and 'pix, fou, mor' in r.stderr
 
 def test_relearning_short_run_reinitialises(tmp_path):
-    "With --reinit_epoch 1 a 2-epoch MFeat run re-initialises after epoch 1 and publishes gaps and weights."
-    r = cli('--trainer', 'ReLearning', '--dataset', 'MFeat', '--epochs', '2', '--reinit_epoch', '1', '--no-reference',
+    "With --reinit_epoch 1 a 3-epoch MFeat run re-initialises after epoch 1 (not after the last) and publishes gaps and weights."
+    r = cli('--trainer', 'ReLearning', '--dataset', 'MFeat', '--epochs', '3', '--reinit_epoch', '1', '--no-reference',
             '--out', str(tmp_path))
     assert r.returncode == 0, r.stderr[-3000:]
     ep = pd.read_csv(run_folder(tmp_path, 'ReLearning')/'history.csv')
     for m in ('pix', 'mor'):
-        assert ep[f'purity_gap_{m}'].isna().tolist() == [True, False]
+        assert ep[f'purity_gap_{m}'].isna().tolist() == [True, False, True]
         w, gap = ep[f'reinit_weight_{m}'].iloc[1], ep[f'purity_gap_{m}'].iloc[1]
         assert abs(w - __import__('math').tanh(3 * gap)) < 1e-9
 
