@@ -3,15 +3,24 @@
     python benchmarks/course_timing.py            # writes benchmarks/course_timing.md
     python benchmarks/course_timing.py --fast     # skip `#| slow` cells (what the tests run)
 
-Each notebook runs in-process with nbdev's engine, one at a time, with 2 torch threads. The table is copied into
+Each notebook runs with nbdev's engine in a fresh Python process of its own (as in a fresh Jupyter kernel; the time
+includes starting Python and importing torch), one at a time. The course store (runs/results.sqlite) is used as it
+is: for a student's first pass, move it aside first so every demo trains. The table is copied into
 nbs/index.ipynb's course map. Wall times depend on the machine and its load: run it on a quiet machine.
 """
-import argparse, os, sys, time
+import argparse, os, subprocess, sys, time
 from pathlib import Path
-os.environ.setdefault('MPLBACKEND', 'Agg')
-from nbdev.test import test_nb as run_nb
 
 ROOT = Path(__file__).resolve().parents[1]
+RUNNER = ("import sys; from nbdev.test import test_nb; "
+          "ok, _ = test_nb(sys.argv[1], skip_flags=sys.argv[3].split(','), basepath=sys.argv[2]); sys.exit(0 if ok else 1)")
+
+def run_nb(nb: Path, skip_flags) -> bool:
+    env = {**os.environ, 'MPLBACKEND': 'Agg'}
+    done = subprocess.run([sys.executable, '-c', RUNNER, str(nb), str(ROOT), ','.join(skip_flags)], cwd=nb.parent, env=env,
+                          capture_output=True, text=True)
+    if done.returncode: print(done.stdout[-3000:], done.stderr[-6000:], sep='\n', file=sys.stderr)
+    return done.returncode == 0
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -24,7 +33,7 @@ def main():
     rows, total = [], 0.0
     for nb in nbs:
         t0 = time.perf_counter()
-        ok, _ = run_nb(nb, skip_flags=['notest'] + (['slow'] if a.fast else []), basepath=ROOT)
+        ok = run_nb(nb, ['notest'] + (['slow'] if a.fast else []))
         secs = time.perf_counter() - t0; total += secs
         rows.append((nb.name, secs, ok)); print(f"{nb.name:32s} {secs:7.1f} s  {'ok' if ok else 'FAILED'}", flush=True)
     mode = 'slow cells skipped' if a.fast else 'every cell, as a student runs it'
