@@ -3,7 +3,7 @@
     python benchmarks/course_timing.py            # writes benchmarks/course_timing.md
     python benchmarks/course_timing.py --fast     # skip `#| slow` cells (what the tests run)
 
-Each notebook runs with nbdev's engine in a fresh Python process of its own (as in a fresh Jupyter kernel; the time
+Each notebook runs with nbdev's engine in a fresh Python process of its own (`tools/run_nb.py`, as in a fresh kernel; the time
 includes starting Python and importing torch), one at a time. The course store (runs/results.sqlite) is used as it
 is: for a student's first pass, move it aside first so every demo trains. The table is copied into
 nbs/index.ipynb's course map. Wall times depend on the machine and its load: run it on a quiet machine.
@@ -12,12 +12,10 @@ import argparse, os, subprocess, sys, time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-RUNNER = ("import sys; from nbdev.test import test_nb; "
-          "ok, _ = test_nb(sys.argv[1], skip_flags=sys.argv[3].split(','), basepath=sys.argv[2]); sys.exit(0 if ok else 1)")
 
 def run_nb(nb: Path, skip_flags) -> bool:
-    env = {**os.environ, 'MPLBACKEND': 'Agg'}
-    done = subprocess.run([sys.executable, '-c', RUNNER, str(nb), str(ROOT), ','.join(skip_flags)], cwd=nb.parent, env=env,
+    "Run `nb` in a fresh process (tools/run_nb.py); print its output when it fails."
+    done = subprocess.run([sys.executable, str(ROOT/'tools'/'run_nb.py'), str(nb), '--skip', ','.join(skip_flags)],
                           capture_output=True, text=True)
     if done.returncode: print(done.stdout[-3000:], done.stderr[-6000:], sep='\n', file=sys.stderr)
     return done.returncode == 0

@@ -25,7 +25,7 @@ def measure(trainer, epochs, seed):
     hp = {'modulation_starts': 0} if 'modulation_starts' in load_methods()[trainer].hyperparameters() else {}
     r = run(trainer=trainer, dataset='AVDigits', epochs=epochs, seed=seed, hparams=hp, out=None, store=None,
             progress=False, live=False)
-    st, ep = r.history.steps, r.history.epochs
+    st = r.history.steps
     steps = st.iloc[WARMUP_STEPS:]                                # the first steps warm up allocators and caches
     return {'step': float(steps['step_seconds'].median()), 'fwd': float(st['forward_passes'].mean()),
             'bwd': float(st['backward_passes'].mean()), 'epoch': r.metrics['train_seconds'] / epochs}
@@ -40,14 +40,14 @@ def main():
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     trainers = a.only or [t for cat, ts in methods_by_category().items() if cat != 'baseline' for t in ts]
-    ratios, raw = {t: [] for t in trainers}, {t: [] for t in ['baseline', *trainers]}
+    pairs = {t: [] for t in trainers}      # (baseline, method) measured one right after the other
     for rnd in range(a.rounds):
         for t in trainers:   # the baseline right before each method: the ratio compares neighbours in time
             b, m = measure('baseline', a.epochs, rnd), measure(t, a.epochs, rnd)
-            raw['baseline'].append(b); raw[t].append(m); ratios[t].append(m['step'] / b['step'])
+            pairs[t].append((b, m))
             print(f"round {rnd} {t:12s} {m['step']*1000:7.1f} ms/step  baseline {b['step']*1000:7.1f}  "
-                  f"ratio {ratios[t][-1]:.2f}", flush=True)
-    med = lambda xs: statistics.median(xs)
+                  f"ratio {m['step'] / b['step']:.2f}", flush=True)
+    med = statistics.median
     lines = ['# Seconds per training step relative to the baseline (AV-Digits)', '',
              f"Measured {time.strftime('%Y-%m-%d %H:%M')} by `python benchmarks/step_cost.py` on {os.cpu_count()} CPU cores, "
              f"{a.threads} torch threads: {a.rounds} rounds x {a.epochs} epochs per run, each method right after a baseline "
@@ -56,11 +56,9 @@ def main():
              '| method | ms/step | baseline ms/step | step ratio | epoch ratio | forward/step | backward/step | single forward | step ≤ 1.25x |',
              '|---|---:|---:|---:|---:|---:|---:|---|---|']
     for t in trainers:
-        ms = med([x['step'] for x in raw[t]]) * 1000
-        fwd, bwd, ratio = raw[t][0]['fwd'], raw[t][0]['bwd'], med(ratios[t])
-        bases = raw['baseline'][trainers.index(t)::len(trainers)]
-        epoch_ratio = med([x['epoch'] / b['epoch'] for x, b in zip(raw[t], bases)])
-        bs = med([b['step'] for b in bases]) * 1000
+        ms, bs = (med([pair[i]['step'] for pair in pairs[t]]) * 1000 for i in (1, 0))
+        ratio, epoch_ratio = (med([m[k] / b[k] for b, m in pairs[t]]) for k in ('step', 'epoch'))
+        fwd, bwd = pairs[t][0][1]['fwd'], pairs[t][0][1]['bwd']
         single = fwd <= 1.0 + 1e-9
         lines.append(f"| {t} | {ms:.1f} | {bs:.1f} | {ratio:.2f} | {epoch_ratio:.2f} | {fwd:.1f} | {bwd:.1f} | {'yes' if single else 'no'} | "
                      f"{('yes' if ratio <= 1.25 else '**no**') if single else '–'} |")
