@@ -1,25 +1,71 @@
-"""Run one notebook top to bottom with nbdev's engine, in this (fresh) process; exit 1 if a cell fails.
+"""Run one notebook top to bottom, in a fresh process; exit 1 if a cell fails.
 
-    python tools/run_nb.py nbs/03_learner.ipynb --skip notest,slow
+    python tools/run_nb.py nbs/03_learner.ipynb --kernel             # as a student's "Run All": a real ipykernel
+    python tools/run_nb.py nbs/03_learner.ipynb --kernel --inplace   # ... and keep the outputs in the notebook
+    python tools/run_nb.py nbs/03_learner.ipynb --skip notest,slow   # nbdev's kernel-less engine (what nbdev-test runs)
 
-The tests and benchmarks/course_timing.py start it once per notebook, as a fresh kernel would run it: notebooks
-re-define the classes they export and register them, so two notebooks in one process would mix their classes.
+`--kernel` is what JupyterLab's "Run All" and `jupyter nbconvert --execute` do: nbclient starts an ipykernel whose
+working folder is the notebook's folder, runs every cell (`#| slow` and `#| notest` included: a student runs them
+too) with `IN_TEST` unset, and stops at the first error. The executed copy goes to `--out` (default: a temporary
+file); with `--inplace` a successful run also replaces the notebook (then `nbdev-clean` strips ids and counts and
+keeps the outputs, so the committed notebook shows what it produced).
+
+The nbdev engine runs the cells in this process with nbdev's shell (no kernel: `in_jupyter()` is False there),
+skipping the cells whose flags are given. Each notebook gets its own process either way: notebooks re-define the
+classes they export and register them, so two notebooks in one process would mix their classes.
 """
-import argparse, os, sys
+import argparse, os, shutil, subprocess, sys, tempfile, time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
+def run_nbdev(nb: Path, skip: str) -> bool:
+    "Run `nb` with nbdev's in-process engine, skipping cells flagged with any of `skip` (comma-separated)."
+    from nbdev.test import test_nb
+    ok, _ = test_nb(nb, skip_flags=[f for f in skip.split(',') if f], basepath=ROOT)
+    return ok
+
+def run_kernel(nb: Path, out: Path, timeout: int = 900) -> bool:
+    "Execute `nb` in a fresh ipykernel as Run All does (cwd = its folder); write the executed notebook to `out`."
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+    os.environ.pop('IN_TEST', None)                 # a student's kernel has no IN_TEST
+    os.environ.setdefault('MPLBACKEND', 'module://matplotlib_inline.backend_inline')
+    book = nbformat.read(nb, as_version=4)
+    client = NotebookClient(book, timeout=timeout, kernel_name='python3', resources={'metadata': {'path': str(nb.parent)}})
+    ok = True
+    try: client.execute()
+    except CellExecutionError as e:
+        ok = False
+        print(f"{nb.name}: a cell failed in the kernel\n{str(e)[-6000:]}", file=sys.stderr)
+    finally: nbformat.write(book, out)
+    return ok
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('notebook')
-    p.add_argument('--skip', default='notest', help="comma-separated cell flags to skip (default: notest)")
+    p.add_argument('--skip', default='notest', help="nbdev engine: comma-separated cell flags to skip (default: notest)")
+    p.add_argument('--kernel', action='store_true', help='run every cell in a real ipykernel (nbclient), as Run All does')
+    p.add_argument('--inplace', action='store_true', help='--kernel: write the outputs back into the notebook')
+    p.add_argument('--out', help='--kernel: where to write the executed notebook (default: a temporary file)')
+    p.add_argument('--timeout', type=int, default=900, help='--kernel: seconds one cell may take (default 900)')
     a = p.parse_args()
-    os.environ.setdefault('MPLBACKEND', 'Agg')
-    from nbdev.test import test_nb
     nb = Path(a.notebook).resolve()
     if not nb.is_file(): p.error(f"no notebook at {nb}; give a path such as nbs/00_core.ipynb")
-    ok, _ = test_nb(nb, skip_flags=[f for f in a.skip.split(',') if f], basepath=ROOT)
+    if (a.inplace or a.out) and not a.kernel: p.error("--inplace and --out go with --kernel")
+    t0 = time.perf_counter()
+    if a.kernel:
+        out = Path(a.out) if a.out else Path(tempfile.mkdtemp(prefix='run_nb_'))/nb.name
+        ok = run_kernel(nb, out, a.timeout)
+        if a.inplace and ok:   # a failed run never overwrites the source; nbdev's cleaner keeps the outputs
+            shutil.copyfile(out, nb)
+            subprocess.run([str(Path(sys.executable).with_name('nbdev-clean')), '--fname', str(nb)], check=True)
+        elif not a.out: print(f"executed copy: {out}")
+    else:
+        os.environ.setdefault('MPLBACKEND', 'Agg')
+        ok = run_nbdev(nb, a.skip)
+    print(f"{nb.name}: {'ok' if ok else 'FAILED'} in {time.perf_counter() - t0:.1f} s ({'kernel' if a.kernel else 'nbdev'})", flush=True)
     return 0 if ok else 1
 
 if __name__ == '__main__': sys.exit(main())
