@@ -15,7 +15,7 @@ from ..models import SharedHeadFusion
 from ..metrics import coalitions
 
 # %% auto #0
-__all__ = ['MODULATED', 'AGM_SIGNS', 'AGM_EMPTY', 'modulated_params', 'ogm_scores', 'ogm_coefficients', 'OGM',
+__all__ = ['MODULATED', 'AGM_SIGNS', 'AGM_EMPTY', 'RECONCILE', 'modulated_params', 'ogm_scores', 'ogm_coefficients', 'OGM',
            'shapley_responses', 'agm_scores', 'agm_ratios', 'agm_coefficients', 'AGM', 'class_prototypes',
            'prototype_logits', 'prototype_score', 'pmr_weights', 'PMR', 'minmax_scale', 'cluster_purity',
            'reinit_weight', 'move_towards', 'ReLearning', 'BoostedSharedHead', 'boosting_loss', 'reconcile_loss',
@@ -32,22 +32,35 @@ def modulated_params(model, m: str, which: str = 'weights') -> list[nn.Parameter
 
 # %% ../../nbs/13_optimization_methods.ipynb #78f14dc0
 def ogm_scores(unimodal: dict[str, torch.Tensor], y: torch.Tensor) -> dict[str, torch.Tensor]:
-    "s_m = Σ_i softmax(z_m)_i[y_i]: the total probability each modality's own logits give the true classes."
-    return {m: F.softmax(z.detach().float(), 1).gather(1, y[:, None]).sum() for m, z in unimodal.items()}
+    """s_m = Σ_i softmax(z_m)_i[y_i] for two modalities; for three, BalanceMM's generalisation
+    s_m = Σ_i softmax(cos z_m)_i[y_i]·1[argmax z_m,i = y_i] (cosine taken element-wise, as coded)."""
+    if len(unimodal) == 2:
+        return {m: F.softmax(z.detach().float(), 1).gather(1, y[:, None]).sum() for m, z in unimodal.items()}
+    out = {}
+    for m, z in unimodal.items():
+        z = z.detach().float()
+        p = F.softmax(torch.cos(z), 1).gather(1, y[:, None]).squeeze(1)
+        out[m] = (p * (z.argmax(1) == y)).sum()
+    return out
 
 def ogm_coefficients(scores: dict[str, torch.Tensor], alpha: float = 0.3) -> tuple[dict, dict]:
-    "Ratios ρ_m = s_m / (s_other + 1e-5) and coefficients k_m = 1 − tanh(α·relu(ρ_m)) if ρ_m > 1 else 1 (two modalities)."
-    if len(scores) != 2: raise MethodConfigError(f"OGM compares exactly 2 modalities, got {len(scores)} ({', '.join(scores)}).")
-    (a, sa), (b, sb) = scores.items()
-    ratio = {a: sa / (sb + 1e-5), b: sb / (sa + 1e-5)}
+    """Ratios ρ_m = s_m / (s_other + 1e-5) (two modalities) or s_m / (min_j s_j + 1e-5) (three), and
+    coefficients k_m = 1 − tanh(α·relu(ρ_m)) if ρ_m > 1 else 1."""
+    if len(scores) not in (2, 3): raise MethodConfigError(f"OGM compares 2 or 3 modalities, got {len(scores)} ({', '.join(scores)}).")
+    if len(scores) == 2:
+        (a, sa), (b, sb) = scores.items()
+        ratio = {a: sa / (sb + 1e-5), b: sb / (sa + 1e-5)}
+    else:
+        low = min(scores.values())
+        ratio = {m: s / (low + 1e-5) for m, s in scores.items()}
     coef = {m: 1 - torch.tanh(alpha * F.relu(r)) if r > 1 else torch.ones_like(r) for m, r in ratio.items()}
     return ratio, coef
 
-# %% ../../nbs/13_optimization_methods.ipynb #6089876c
+# %% ../../nbs/13_optimization_methods.ipynb #86775757
 @register_method('OGM', category='optimization')
 class OGM(BalancingMethod):
     "On-the-fly gradient modulation: scale down (and, for OGM-GE, add noise to) the dominant modality's encoder gradients."
-    max_modalities, needs_unimodal = 2, True
+    max_modalities, needs_unimodal = 3, True
     short_schedule = {'modulation_starts': 2}
     METHODS = ('OGM_GE', 'OGM')
     def __init__(self, alpha: float = 0.3, method: str = 'OGM_GE', which: str = 'weights',
@@ -190,16 +203,17 @@ def pmr_weights(score0: float, score1: float, alpha: float = 0.6) -> tuple[float
 @register_method('PMR', category='optimization')
 class PMR(BalancingMethod):
     "Prototypical modal rebalance: prototype cross-entropy for the weaker modality (prototypes refreshed every epoch)."
-    max_modalities = 2
-    def __init__(self, alpha: float = 0.6, momentum_coef: float = 0.5, proto_fraction: float = 0.1,
+    max_modalities = 3
+    def __init__(self, alpha: float = 0.6, momentum_coef: float = 0.5, proto_fraction: float = 0.1, eta: float = 0.01,
                  modulation_starts: int = 0, modulation_ends: int = 80):
         super().__init__(modulation_starts, modulation_ends)
-        self.alpha, self.momentum_coef, self.proto_fraction, self.protos = alpha, momentum_coef, proto_fraction, None
+        self.alpha, self.momentum_coef, self.proto_fraction, self.eta = alpha, momentum_coef, proto_fraction, eta
+        self.protos, self.coef = None, None
 
     def before_fit(self):
         super().before_fit()
-        if len(self.learn.model.modalities) != 2:
-            raise MethodConfigError(f"PMR compares exactly 2 modalities; this model has {len(self.learn.model.modalities)}.")
+        if len(self.learn.model.modalities) < 2:
+            raise MethodConfigError("PMR compares modalities; this model has only one.")
 
     @torch.no_grad()
     def before_train(self):
@@ -219,16 +233,35 @@ class PMR(BalancingMethod):
                                            self.momentum_coef) for m in model.modalities}
 
     def after_loss(self):
-        learn = self.learn
-        (a, b), y = learn.model.modalities, learn.batch['label']
-        sims = {m: prototype_logits(learn.out.features[m], self.protos[m]) for m in (a, b)}
-        sc = {m: prototype_score(sims[m], y) for m in (a, b)}
+        learn, mods, y = self.learn, self.learn.model.modalities, self.learn.batch['label']
+        sims = {m: prototype_logits(learn.out.features[m], self.protos[m]) for m in mods}
+        sc = {m: prototype_score(sims[m], y) for m in mods}
+        learn.log(**{f'proto_score_{m}': v for m, v in sc.items()})
+        self.coef = None
+        if len(mods) == 3:                  # BalanceMM's extension: OGM-GE-style gradient coefficients, no extra loss
+            low = min(float(v) for v in sc.values())
+            ratio = {m: float(v) / low for m, v in sc.items()}
+            learn.log(**{f'proto_ratio_{m}': r for m, r in ratio.items()})
+            if self.active:
+                self.coef = {m: 1 - math.tanh(self.eta * r) if r > 1 else 1. for m, r in ratio.items()}
+                learn.log(**{f'coef_{m}': k for m, k in self.coef.items()})
+            return
+        a, b = mods
         beta, lam = pmr_weights(sc[a].item(), sc[b].item(), self.alpha)
-        learn.log(**{f'proto_score_{m}': v for m, v in sc.items()}, proto_ratio=sc[a] / sc[b])
+        learn.log(proto_ratio=sc[a] / sc[b])
         if not self.active: return
         learn.log(beta=beta, lam=lam)
         if beta: learn.loss = learn.loss + beta * F.cross_entropy(sims[a], y)
         if lam: learn.loss = learn.loss + lam * F.cross_entropy(sims[b], y)
+
+    def after_backward(self):
+        "Three modalities: g ← k_m·g − N(0, std(g) + 1e-8) on every ≥2-D weight of encoder m."
+        if self.coef is None: return
+        for m, k in self.coef.items():
+            for p in modulated_params(self.learn.model, m):
+                if p.grad is None: continue
+                g = p.grad
+                p.grad = g * k - torch.randn_like(g) * ((g.std() if g.numel() > 1 else 0.) + 1e-8)
 
     def state_dict(self): return {'protos': self.protos}
     def load_state_dict(self, d): self.protos = d['protos']
@@ -327,9 +360,13 @@ def boosting_loss(o: torch.Tensor, rest: torch.Tensor, y: torch.Tensor, w1: floa
     logp = F.log_softmax(o, 1).gather(1, y[:, None]).squeeze(1)
     return ((-w1 + w2 * p_rest) * logp).mean() / o.shape[1]
 
-def reconcile_loss(o: torch.Tensor, pre: torch.Tensor) -> torch.Tensor:
-    "MSE between the current learner's probabilities and the previous learner's (the target, no gradient)."
-    return F.mse_loss(F.softmax(o, 1), F.softmax(pre.detach(), 1))
+RECONCILE = ('detached', 'gradient')
+
+def reconcile_loss(o: torch.Tensor, pre: torch.Tensor, mode: str = 'detached') -> torch.Tensor:
+    """MSE between the current learner's probabilities and the previous learner's (always the target, no gradient).
+    `mode='detached'` (BalanceMM and the authors' code) stops the gradient on the current side too."""
+    if mode not in RECONCILE: raise ValueError(f"reconcile={mode!r}: choose one of {', '.join(RECONCILE)}.")
+    return F.mse_loss(F.softmax(o.detach() if mode == 'detached' else o, 1), F.softmax(pre.detach(), 1))
 
 # %% ../../nbs/13_optimization_methods.ipynb #67297bf6
 @register_method('ReconBoost', category='optimization')
@@ -337,10 +374,12 @@ class ReconBoost(BalancingMethod):
     "Alternating per-modality boosting stages + a global stage each epoch, on a shared head with a learnable boost rate."
     max_modalities = 3
     def __init__(self, alpha: float = 0.5, T_epochs: int = 1, weight1: float = 5., weight2: float = 1.,
-                 boost_rate: float = 0.01, modulation_starts: int = 0, modulation_ends: int = 80):
+                 boost_rate: float = 0.01, reconcile: str = 'detached', modulation_starts: int = 0, modulation_ends: int = 80):
         super().__init__(modulation_starts, modulation_ends)
         if T_epochs < 1: raise ValueError(f"ReconBoost T_epochs must be ≥ 1, got {T_epochs}.")
+        if reconcile not in RECONCILE: raise ValueError(f"ReconBoost reconcile={reconcile!r}: choose one of {', '.join(RECONCILE)}.")
         self.alpha, self.T_epochs, self.weight1, self.weight2, self.boost_rate = alpha, T_epochs, weight1, weight2, boost_rate
+        self.reconcile = reconcile
         self.stage, self.boosted_epochs = None, 0
 
     def before_fit(self):
@@ -363,7 +402,7 @@ class ReconBoost(BalancingMethod):
         loss = boosting_loss(out.unimodal[m], rest, y, self.weight1, self.weight2)
         if self.boosted_epochs > 0 and len(mods) > 1:
             pre = mods[mods.index(m) - 1]
-            loss = loss + self.alpha * reconcile_loss(out.unimodal[m], out.unimodal[pre])
+            loss = loss + self.alpha * reconcile_loss(out.unimodal[m], out.unimodal[pre], self.reconcile)
         learn.loss = loss
         learn.log(**{f'boost_loss_{m}': loss})
         learn.backward(); learn.step()
