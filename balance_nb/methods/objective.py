@@ -14,9 +14,9 @@ from ..models import ConcatFusion, MMOutput
 from ..learner import Learner, BalancingMethod, register_method, MethodConfigError
 
 # %% auto #0
-__all__ = ['cosine_logits', 'CosineFusion', 'MMCosine', 'umt_distill_losses', 'UMT', 'mbsd_terms', 'MBSD', 'cml_loss', 'CML',
-           'min_norm_weight', 'pareto_weights', 'pareto_grad', 'MMPareto', 'ogr_weight', 'blend_weights', 'ZeroedModel',
-           'GBlending', 'js_divergence', 'lfm_align', 'lfm_hypergradient', 'LFM']
+__all__ = ['cosine_logits', 'CosineFusion', 'MMCosine', 'umt_distill_losses', 'BestStateCB', 'UMT', 'mbsd_terms', 'MBSD',
+           'cml_loss', 'CML', 'min_norm_weight', 'pareto_weights', 'pareto_grad', 'MMPareto', 'ogr_weight',
+           'blend_weights', 'ZeroedModel', 'GBlending', 'lfm_divergence', 'lfm_align', 'lfm_hypergradient', 'LFM']
 
 # %% ../../nbs/12_objective_methods.ipynb #3719ad88
 def cosine_logits(h: torch.Tensor, W: torch.Tensor, scaling: float) -> torch.Tensor:
@@ -44,7 +44,7 @@ class CosineFusion(ConcatFusion):
 @register_method('MMCosine', category='objective')
 class MMCosine(BalancingMethod):
     "Scaled-cosine logits per modality (training, validation and test); publishes the true-class cosine `cos_y_<m>`."
-    max_modalities, needs_unimodal = 2, True
+    max_modalities, needs_unimodal = 3, True
     def __init__(self, scaling: float = 15.0, **kw):
         super().__init__(**kw); self.scaling = scaling
 
@@ -76,21 +76,39 @@ def umt_distill_losses(student: dict[str, torch.Tensor], teacher: dict[str, torc
     return {m: F.mse_loss(student[m], teacher[m].detach()) for m in student}
 
 # %% ../../nbs/12_objective_methods.ipynb #423bdb14
-def _teacher_from_run(result, m: str, template: nn.Module) -> nn.Module:
-    "Modality `m`'s encoder of a finished unimodal run: from its learner, or its run folder's checkpoints/last.pt."
-    if result.learner is not None: return result.learner.model.encoders[m]
-    path = Path(result.run_dir)/'checkpoints'/'last.pt'
-    sd = torch.load(path, map_location='cpu', weights_only=False)['model']
+from ..learner import Callback
+
+class BestStateCB(Callback):
+    "Keep a copy of the model's state after the epoch with the best validation `monitor` (`state`, `epoch`)."
+    order = 90
+    def __init__(self, monitor: str = 'acc'): self.monitor, self.best, self.state, self.epoch = monitor, None, None, None
+    def after_epoch(self):
+        val = self.learn.history.epoch_rows[-1].get(self.monitor)
+        if val is not None and (self.best is None or val > self.best):
+            self.best, self.epoch = val, self.learn.epoch
+            self.state = {k: v.detach().clone() for k, v in self.learn.model.state_dict().items()}
+
+def _encoder_from_state(sd: dict, m: str, template: nn.Module) -> nn.Module:
+    "Modality `m`'s encoder (a copy of `template`) with the weights of the model state `sd`."
     enc, pre = copy.deepcopy(template), f'encoders.{m}.'
     enc.load_state_dict({k[len(pre):]: v for k, v in sd.items() if k.startswith(pre)})
     return enc
 
+def _is_batch_dependent(module: nn.Module) -> bool:
+    "Does `module` in train mode give a sample's output that depends on its batch or on chance (BatchNorm, dropout)?"
+    return any(isinstance(x, (nn.modules.batchnorm._BatchNorm, nn.modules.dropout._DropoutNd)) for x in module.modules())
+
+# %% ../../nbs/12_objective_methods.ipynb #996a6180
 @register_method('UMT', category='objective')
 class UMT(BalancingMethod):
-    "Feature distillation from unimodal teachers (trained first through `run`, or given as `teachers`)."
+    "Feature distillation from unimodal teachers (trained first through `run`, or given as `teachers`); publishes `distill_<m>`."
     max_modalities = 3
-    def __init__(self, scaling: float = 10.0, teachers: dict | None = None, **kw):
-        super().__init__(**kw); self.scaling, self.teachers = scaling, teachers
+    def __init__(self, scaling: float = 10.0, teacher_checkpoint: str = 'best', teacher_bn: str = 'eval', cache: bool = True,
+                 teachers: dict | None = None, **kw):
+        super().__init__(**kw)
+        if teacher_checkpoint not in ('best', 'last'): raise ValueError(f"UMT teacher_checkpoint must be 'best' or 'last', got {teacher_checkpoint!r}.")
+        if teacher_bn not in ('eval', 'train'): raise ValueError(f"UMT teacher_bn must be 'eval' or 'train', got {teacher_bn!r}.")
+        self.scaling, self.teacher_checkpoint, self.teacher_bn, self.cache, self.teachers = scaling, teacher_checkpoint, teacher_bn, cache, teachers
 
     def train_teachers(self) -> dict[str, nn.Module]:
         "One unimodal run per modality with the joint run's configuration (answered by the store when it can be)."
@@ -99,13 +117,21 @@ class UMT(BalancingMethod):
         if getattr(learn, 'config', None) is None:
             raise MethodConfigError("UMT needs unimodal teachers: train through balance_nb.experiment.run (which trains them "
                                     "first), or pass UMT(teachers={modality: encoder, ...}) to a bare Learner.")
+        store, fname = getattr(learn, 'store', None), f'{self.teacher_checkpoint}.pt'
         for m in learn.model.modalities:
-            ref = dataclasses.replace(learn.config, trainer='unimodal', hparams={'modality': m})
-            r = run(ref, store=getattr(learn, 'store', None), progress=False)
-            if r.learner is None and not (r.run_dir and (Path(r.run_dir)/'checkpoints'/'last.pt').exists()):
-                r = run(ref, store=getattr(learn, 'store', None), resume=True, progress=False)   # cached without weights: retrain
-            out[m] = _teacher_from_run(r, m, learn.model.encoders[m])
-            learn.log(**{f'teacher_acc_{m}': r.metrics['acc']})
+            ref, keep = dataclasses.replace(learn.config, trainer='unimodal', hparams={'modality': m}), BestStateCB()
+            r = run(ref, cbs=[keep], store=store, progress=False, live=False)
+            if r.learner is None and not (r.run_dir and (Path(r.run_dir)/'checkpoints'/fname).exists()):
+                r = run(ref, cbs=[keep], store=store, resume=True, progress=False, live=False)   # cached without weights: retrain
+            template = learn.model.encoders[m]
+            if r.learner is None:      # from the run folder
+                sd = torch.load(Path(r.run_dir)/'checkpoints'/fname, map_location='cpu', weights_only=False)['model']
+                out[m] = _encoder_from_state(sd, m, template)
+            elif self.teacher_checkpoint == 'best' and keep.state is not None: out[m] = _encoder_from_state(keep.state, m, template)
+            else: out[m] = r.learner.model.encoders[m]
+            ep = r.history.epochs
+            e = int(ep['acc'].idxmax()) if self.teacher_checkpoint == 'best' and 'acc' in ep else len(ep) - 1
+            learn.log(**{f'teacher_acc_{m}': r.metrics['acc'], f'teacher_epoch_{m}': e})
         return out
 
     def before_fit(self):
@@ -117,26 +143,51 @@ class UMT(BalancingMethod):
         self.teacher = {}
         for m in model.modalities:
             t = given[m].encoders[m] if hasattr(given[m], 'encoders') else given[m]
-            t = copy.deepcopy(t).to(self.learn.device).eval()
+            t = copy.deepcopy(t).to(self.learn.device).train(self.teacher_bn == 'train')
             self.teacher[m] = t.requires_grad_(False)
+        self.cached = None
+        ds = getattr(self.learn.train_dl, 'dataset', None)
+        fixed = self.teacher_bn == 'eval' or not any(_is_batch_dependent(t) for t in self.teacher.values())
+        if self.cache and fixed and not hasattr(ds, 'set_epoch'): self.cached = self.precompute()
+
+    @torch.no_grad()
+    def precompute(self) -> dict[str, torch.Tensor] | None:
+        "Every training sample's teacher features, indexed by the sample's `idx` (None if a batch has no `idx`)."
+        feats = {}
+        for b in self.learn.train_dl:
+            if 'idx' not in b: return None
+            b = to_device(b, self.learn.device); idx = b['idx']
+            for m, enc in self.teacher.items():
+                f = enc(b[m])
+                if m not in feats or len(feats[m]) <= int(idx.max()):
+                    grown = f.new_zeros(int(idx.max()) + 1, *f.shape[1:])
+                    if m in feats: grown[:len(feats[m])] = feats[m]
+                    feats[m] = grown
+                feats[m][idx] = f
+        return feats
+
+    def teacher_features(self, batch) -> dict[str, torch.Tensor]:
+        "The teachers' features of `batch`: looked up by `idx` when cached, else computed (no gradient)."
+        if self.cached is not None: return {m: f[batch['idx']] for m, f in self.cached.items()}
+        with torch.no_grad(): return {m: enc(batch[m]) for m, enc in self.teacher.items()}
 
     def after_loss(self):
         if not self.active: return
         learn = self.learn
-        with torch.no_grad(): t = {m: enc(learn.batch[m]) for m, enc in self.teacher.items()}
-        d = umt_distill_losses(learn.out.features, t)
+        d = umt_distill_losses(learn.out.features, self.teacher_features(learn.batch))
         learn.loss = learn.loss + self.scaling * sum(d.values())
         learn.log(**{f'distill_{m}': v for m, v in d.items()})
 
 # %% ../../nbs/12_objective_methods.ipynb #30da3990
-def mbsd_terms(z_a: torch.Tensor, z_v: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    "MBSD's (L_RS, L_KL, per-sample weights w) for the unimodal logits of two modalities."
+def mbsd_terms(z_a: torch.Tensor, z_v: torch.Tensor, y: torch.Tensor, rs_on: str = 'logits') -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    "MBSD's (L_RS, L_KL, per-sample weights w) for the unimodal logits of two modalities (RS on `logits` or `probs`)."
     P_a = z_a.softmax(1).gather(1, y[:, None]).squeeze(1)
     P_v = z_v.softmax(1).gather(1, y[:, None]).squeeze(1)
     correct = (z_a.argmax(1) == y) | (z_v.argmax(1) == y)
     w = (P_a - P_v).abs() * correct
     ps, pw = torch.maximum(P_a, P_v), torch.minimum(P_a, P_v)
-    rs = (w * (z_a - z_v).pow(2).mean(1)).mean()
+    d = z_a - z_v if rs_on == 'logits' else z_a.softmax(1) - z_v.softmax(1)
+    rs = (w * d.pow(2).mean(1)).mean()
     kl = (w * (torch.xlogy(pw, pw) - pw * ps)).mean()       # pw·(log pw − ps), 0 where pw = 0
     return rs, kl, w
 
@@ -144,15 +195,16 @@ def mbsd_terms(z_a: torch.Tensor, z_v: torch.Tensor, y: torch.Tensor) -> tuple[t
 @register_method('MBSD', category='objective')
 class MBSD(BalancingMethod):
     "Fused + unimodal CE + weighted logit distance + BalanceMM's 'KL' term; publishes `mbsd_rs`, `mbsd_kl`, `mbsd_w`."
-    max_modalities, needs_unimodal = 2, True
+    max_modalities, needs_unimodal = 3, True
     def after_loss(self):
         if not self.active: return
-        learn = self.learn
-        (a, za), (v, zv) = learn.out.unimodal.items()
-        y = learn.batch['label']
-        rs, kl, w = mbsd_terms(za, zv, y)
-        learn.loss = learn.loss + learn.loss_func(za, y) + learn.loss_func(zv, y) + rs + kl
-        learn.log(mbsd_rs=rs, mbsd_kl=kl, mbsd_w=w.mean())
+        learn, y = self.learn, self.learn.batch['label']
+        uni = list(learn.out.unimodal.values())
+        on = 'logits' if len(uni) == 2 else 'probs'              # BalanceMM: logits for two, probabilities for three
+        terms = [mbsd_terms(a, b, y, on) for a, b in itertools.combinations(uni, 2)]
+        rs, kl = sum(t[0] for t in terms) / len(terms), sum(t[1] for t in terms) / len(terms)
+        learn.loss = learn.loss + sum(learn.loss_func(z, y) for z in uni) + rs + kl
+        learn.log(mbsd_rs=rs, mbsd_kl=kl, mbsd_w=sum(t[2] for t in terms).mean() / len(terms))
 
 # %% ../../nbs/12_objective_methods.ipynb #9ebf6b3a
 def cml_loss(z: torch.Tensor, removals: list[torch.Tensor], y: torch.Tensor, lam: float, loss_func=F.cross_entropy):
@@ -168,7 +220,7 @@ def cml_loss(z: torch.Tensor, removals: list[torch.Tensor], y: torch.Tensor, lam
 @register_method('CML', category='objective')
 class CML(BalancingMethod):
     "Calibration hinge on removing modalities (shuffled order per epoch); publishes `cml_hinge`."
-    max_modalities, needs_unimodal = 2, True
+    max_modalities, needs_unimodal = 3, True
     def __init__(self, lam: float = 0.1, **kw): super().__init__(**kw); self.lam = lam
 
     def before_epoch(self):
@@ -212,12 +264,24 @@ def pareto_grad(g_mm: torch.Tensor, g_m: torch.Tensor, w: tuple[float, float], g
 class MMPareto(BalancingMethod):
     "Per-encoder Pareto combination of the multimodal and unimodal gradients; publishes `pareto_cos_<m>`, `pareto_w_mm_<m>`."
     max_modalities, needs_unimodal = 3, True
-    def __init__(self, alpha: float = 1.5, **kw): super().__init__(**kw); self.alpha = alpha
+    def __init__(self, alpha: float = 1.5, heads: str = 'slice', **kw):
+        super().__init__(**kw)
+        if heads not in ('slice', 'separate'): raise ValueError(f"MMPareto heads must be 'slice' or 'separate', got {heads!r}.")
+        self.alpha, self.heads = alpha, heads
 
     def before_fit(self):
         super().before_fit()
         model = self.learn.model
         self.params = {m: [p for p in model.modality_params(m) if p.requires_grad] for m in model.modalities}
+        if self.heads == 'separate' and not hasattr(model, 'pareto_heads'):   # before the optimizer is built: it trains them
+            f = model.fusion
+            model.pareto_heads = nn.ModuleDict({m: nn.Linear(f.dims[m], f.num_classes) for m in model.modalities}).to(self.learn.device)
+
+    def unimodal_logits(self) -> dict[str, torch.Tensor]:
+        "z_m for the unimodal losses: the fused head's column blocks (`slice`) or each modality's own head (`separate`)."
+        out = self.learn.out
+        if self.heads == 'slice': return out.unimodal
+        return {m: self.learn.model.pareto_heads[m](h) for m, h in out.features.items()}
 
     def after_loss(self):
         "Total loss L_mm + Σ L_m; the separate per-encoder gradients of L_mm and of each L_m (graph kept for backward)."
@@ -225,7 +289,7 @@ class MMPareto(BalancingMethod):
         if not self.active: return
         learn, y = self.learn, self.learn.batch['label']
         l_mm = learn.loss
-        l_uni = {m: learn.loss_func(z, y) for m, z in learn.out.unimodal.items()}
+        l_uni = {m: learn.loss_func(z, y) for m, z in self.unimodal_logits().items()}
         def grad(loss, ps):
             return [torch.zeros_like(p) if g is None else g
                     for p, g in zip(ps, torch.autograd.grad(loss, ps, retain_graph=True, allow_unused=True))]
@@ -316,25 +380,28 @@ class GBlending(BalancingMethod):
     def load_state_dict(self, d): self.weights = d['weights']
 
 # %% ../../nbs/12_objective_methods.ipynb #1f909c9b
-def js_divergence(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
-    "Batch-mean Jensen–Shannon divergence between rows of two probability tables."
-    m = (p + q) / 2
-    kl = lambda a: (torch.xlogy(a, a) - a * m.clamp_min(1e-30).log()).sum(1)
-    return (0.5 * kl(p) + 0.5 * kl(q)).mean()
+def lfm_divergence(zp: torch.Tensor, zq: torch.Tensor, form: str = 'kl_mean') -> torch.Tensor:
+    "Batch-mean alignment of two logit tables: ½[KL(m‖p)+KL(m‖q)] (`kl_mean`, the codes') or ½[KL(p‖m)+KL(q‖m)] (`js`)."
+    lp, lq = zp.log_softmax(1), zq.log_softmax(1)                  # log p from the logits: no log(0) for tiny p
+    lm = torch.logsumexp(torch.stack([lp, lq]), 0) - math.log(2)    # log of the mean m = (p + q) / 2
+    if form == 'kl_mean': kl = lambda la: (lm.exp() * (lm - la)).sum(1)
+    elif form == 'js': kl = lambda la: (la.exp() * (la - lm)).sum(1)
+    else: raise ValueError(f"LFM align must be 'kl_mean' or 'js', got {form!r}.")
+    return (0.5 * kl(lp) + 0.5 * kl(lq)).mean()
 
-def lfm_align(unimodal: dict[str, torch.Tensor]) -> torch.Tensor:
-    "Mean JS divergence between the softmax predictions of every pair of modalities."
-    ps = [z.softmax(1) for z in unimodal.values()]
-    pairs = list(itertools.combinations(ps, 2))
-    return sum(js_divergence(a, b) for a, b in pairs) / len(pairs)
+def lfm_align(unimodal: dict[str, torch.Tensor], form: str = 'kl_mean') -> torch.Tensor:
+    "Mean alignment (`lfm_divergence`) between the per-modality logits of every pair of modalities."
+    pairs = list(itertools.combinations(list(unimodal.values()), 2))
+    return sum(lfm_divergence(a, b, form) for a, b in pairs) / len(pairs)
 
 # %% ../../nbs/12_objective_methods.ipynb #775f1a5c
-def lfm_hypergradient(model, batch, alphas: tuple[float, float], loss_func=F.cross_entropy, scope: str = 'first') -> float:
+def lfm_hypergradient(model, batch, alphas: tuple[float, float], loss_func=F.cross_entropy, scope: str = 'first',
+                      align: str = 'kl_mean') -> float:
     "Mean entry of H_tot·g_cls (on the first parameter tensor, or all with scope='all') on `batch`."
     params = [p for p in model.parameters() if p.requires_grad]
     out, y = model(batch), batch['label']
     ce = loss_func(out.logits, y)
-    tot = alphas[0] * ce + alphas[1] * lfm_align(out.unimodal)
+    tot = alphas[0] * ce + alphas[1] * lfm_align(out.unimodal, align)
     g_tot = torch.autograd.grad(tot, params, create_graph=True, allow_unused=True)
     g_cls = torch.autograd.grad(ce, params, retain_graph=True, allow_unused=True)
     dot = sum((gt * gc.detach()).sum() for gt, gc in zip(g_tot, g_cls) if gt is not None and gc is not None)
@@ -345,13 +412,18 @@ def lfm_hypergradient(model, batch, alphas: tuple[float, float], loss_func=F.cro
 
 @register_method('LFM', category='objective')
 class LFM(BalancingMethod):
-    "CE + JS alignment of unimodal predictions with weights fitted by a per-epoch hyper-gradient; publishes `lfm_alpha_*`."
+    "CE + alignment of unimodal predictions with weights fitted by a per-epoch hyper-gradient; publishes `lfm_alpha_*`."
     max_modalities, needs_unimodal = 3, True
-    def __init__(self, lr_alpha: float = 1e-4, decay_every: int = 20, hypergrad_scope: str = 'first', **kw):
+    def __init__(self, lr_alpha: float = 1e-4, decay_every: int = 20, hypergrad_scope: str = 'first',
+                 align: str = 'kl_mean', alpha_start: float = 0.05, hypergrad_bn: str = 'train', **kw):
         super().__init__(**kw)
         if hypergrad_scope not in ('first', 'all'): raise ValueError(f"LFM hypergrad_scope must be 'first' or 'all', got {hypergrad_scope!r}.")
-        self.lr_alpha, self.decay_every, self.scope = lr_alpha, decay_every, hypergrad_scope
-        self.alphas, self.lr = (0.95, 0.05), lr_alpha
+        if align not in ('kl_mean', 'js'): raise ValueError(f"LFM align must be 'kl_mean' or 'js', got {align!r}.")
+        if hypergrad_bn not in ('train', 'eval'): raise ValueError(f"LFM hypergrad_bn must be 'train' or 'eval', got {hypergrad_bn!r}.")
+        if not 0.05 <= alpha_start <= 0.95: raise ValueError(f"LFM alpha_start must lie in [0.05, 0.95] (its clip range), got {alpha_start}.")
+        self.lr_alpha, self.decay_every, self.scope, self.align, self.bn = lr_alpha, decay_every, hypergrad_scope, align, hypergrad_bn
+        self.alpha_start = alpha_start
+        self.alphas, self.lr = (1 - alpha_start, alpha_start), lr_alpha
 
     def before_fit(self):
         super().before_fit()
@@ -364,8 +436,8 @@ class LFM(BalancingMethod):
     def before_epoch(self):
         e, model = self.learn.epoch, self.learn.model
         if e > 0 and e % self.decay_every == 0: self.lr /= 2
-        was = model.training; model.eval()
-        hg = lfm_hypergradient(model, self.val_batch, self.alphas, self.learn.loss_func, self.scope)
+        was = model.training; model.train(self.bn == 'train')
+        hg = lfm_hypergradient(model, self.val_batch, self.alphas, self.learn.loss_func, self.scope, self.align)
         model.train(was)
         a1 = min(max(self.alphas[1] - self.lr * hg, 0.05), 0.95)
         self.alphas = (1 - a1, a1)
@@ -374,7 +446,7 @@ class LFM(BalancingMethod):
     def after_loss(self):
         if not self.active: return
         learn = self.learn
-        align = lfm_align(learn.out.unimodal)
+        align = lfm_align(learn.out.unimodal, self.align)
         learn.loss = 2 * (self.alphas[0] * learn.loss + self.alphas[1] * align)
         learn.log(lfm_align=align)
 
