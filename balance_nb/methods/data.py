@@ -13,7 +13,8 @@ from ..data import make_loader
 from ..metrics import sample_shapley
 
 # %% auto #0
-__all__ = ['sample_copy_counts', 'modality_gaps', 'gap_difference', 'zero_sets', 'ResampledDataset', 'Sample']
+__all__ = ['sample_copy_counts', 'modality_gaps', 'gap_difference', 'zero_sets', 'orig_sample_contributions', 'ResampledDataset',
+           'Sample']
 
 # %% ../../nbs/10_data_methods.ipynb #409a9ee2
 def sample_copy_counts(phi: torch.Tensor) -> torch.Tensor:
@@ -42,6 +43,17 @@ def zero_sets(gaps: dict[str, float], variant: str = 'code') -> list[tuple[str, 
     mods = list(gaps)
     if variant == 'orig': return [(min(mods, key=lambda m: gaps[m]),)]
     return [tuple(o for o in mods if gaps[m] > gaps[o]) for m in mods]
+
+# %% ../../nbs/10_data_methods.ipynb #5562450e
+@torch.no_grad()
+def orig_sample_contributions(model, batch) -> dict[str, torch.Tensor]:
+    "Per-sample contributions as the authors' code computes them: feature-level dropping, v(all) counted as 2."
+    a, v = model.modalities
+    y, f = batch['label'], model.encode(batch)
+    right = lambda feats: (model.fuse(feats).logits.argmax(1) == y).float()
+    v_all = 2 * right(f)
+    v_a, v_v = right({a: f[a], v: torch.zeros_like(f[v])}), right({a: torch.zeros_like(f[a]), v: f[v]})
+    return {a: (v_a + v_all - v_v) / 2, v: (v_v + v_all - v_a) / 2}
 
 # %% ../../nbs/10_data_methods.ipynb #204b10d2
 class ResampledDataset(torch.utils.data.Dataset):
@@ -75,7 +87,7 @@ class ResampledDataset(torch.utils.data.Dataset):
 @register_method('Sample', category='data')
 class Sample(BalancingMethod):
     "Modality-valuation: per-sample Shapley contributions every epoch, then resample the training set toward the weak modality."
-    max_modalities = 2      # the paper's setting (BalanceBenchmark #Mod = 2); the rules above work for any n
+    max_modalities = 3      # two in the paper's method table; three as BalanceMM's CMU-MOSEI branch
     def __init__(self, method: str = 'Modality-level', part_ratio: float = 0.2, alpha: float = 0.5,
                  variant: str = 'code', modulation_starts: int = 1, modulation_ends: int = 80):
         super().__init__(modulation_starts, modulation_ends)
@@ -87,6 +99,9 @@ class Sample(BalancingMethod):
 
     def before_fit(self):
         super().before_fit()
+        if self.variant == 'orig' and len(self.learn.model.modalities) != 2:
+            raise MethodConfigError("Sample variant='orig' (the authors' code) is defined for 2 modalities; "
+                                    "use variant='code' (BalanceMM's rules) for three.")
         self.orig_dl = self.learn.train_dl
 
     @torch.no_grad()
@@ -98,7 +113,8 @@ class Sample(BalancingMethod):
         phi = {m: torch.zeros(len(ds)) for m in model.modalities}
         for batch in make_loader(ds, self.orig_dl.bs):
             batch = to_device(batch, learn.device)
-            for m, v in sample_shapley(model, batch).items(): phi[m][batch['idx'].cpu()] = v.float().cpu()
+            contrib = orig_sample_contributions(model, batch) if self.variant == 'orig' else sample_shapley(model, batch)
+            for m, v in contrib.items(): phi[m][batch['idx'].cpu()] = v.float().cpu()
         model.train(was)
         return phi
 
