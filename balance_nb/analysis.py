@@ -14,8 +14,9 @@ from .core import *
 from .learner import Callback
 
 # %% auto #0
-__all__ = ['STANDARD_STEP_KEYS', 'STANDARD_EPOCH_KEYS', 'per_modality', 'published_keys', 'smooth', 'plot_history',
-           'save_history_plots', 'compare_runs', 'compare_metrics', 'in_jupyter', 'live_default', 'LivePlotCB']
+__all__ = ['STANDARD_STEP_KEYS', 'STANDARD_EPOCH_KEYS', 'per_modality', 'published_keys', 'smooth', 'epoch_axis', 'right_axis',
+           'plot_history', 'save_history_plots', 'compare_runs', 'compare_metrics', 'in_jupyter', 'live_default',
+           'LivePlotCB']
 
 # %% ../nbs/05_analysis.ipynb #84c6e356
 STANDARD_STEP_KEYS = {'epoch', 'iter', 'loss', 'step_seconds', 'forward_passes', 'backward_passes'}
@@ -48,6 +49,22 @@ def _modalities_of(history) -> list[str]:
     return list(dict.fromkeys(c[len(p):] for c in cols for p in ('acc_', 'grad_norm_', 'shapley_') if c.startswith(p)))
 
 # %% ../nbs/05_analysis.ipynb #7602bd4b
+from matplotlib.ticker import MaxNLocator
+
+def epoch_axis(ax):
+    "Label `ax`'s x-axis 'epoch' and give it integer ticks."
+    ax.set_xlabel('epoch'); ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+def right_axis(ax):
+    "A y-axis on the right of `ax` sharing its x-axis: made once per `ax`, cleared (and set up again) on each call."
+    tw = getattr(ax, 'balance_nb_twin', None)
+    if tw is None: tw = ax.balance_nb_twin = ax.twinx()
+    tw.clear()                                  # clear() also undoes what twinx() set up: set it up again
+    tw.yaxis.tick_right(); tw.yaxis.set_label_position('right'); tw.yaxis.set_offset_position('right')
+    tw.xaxis.set_visible(False); tw.patch.set_visible(False)
+    return tw
+
+# %% ../nbs/05_analysis.ipynb #8cc7bf3e
 def plot_history(history, title: str = '', modalities=None, axes=None):
     "One figure: accuracy per modality, gradient norms, Shapley values + imbalance, published quantities."
     ep, st = history.epochs, history.steps
@@ -58,23 +75,29 @@ def plot_history(history, title: str = '', modalities=None, axes=None):
     a0, a1, a2, a3 = axes
     if 'acc' in ep: a0.plot(ep.epoch, ep.acc, 'o-', color=modality_color('fused'), label='fused')
     for m, c in per_modality(ep, 'acc', mods).items(): a0.plot(ep.epoch, ep[c], 'o-', color=modality_color(m), label=m)
-    a0.set(xlabel='epoch', ylabel='validation accuracy', title='accuracy (in the model)', ylim=(0, 1.02))
+    a0.set(ylabel='validation accuracy', title='accuracy (in the model)', ylim=(0, 1.02)); epoch_axis(a0)
     for m, c in per_modality(st, 'grad_norm', mods).items():
         a1.plot(st.iter, smooth(st[c]), color=modality_color(m), label=m)
     a1.set(xlabel='training step', ylabel='gradient L2 norm (smoothed)', title='encoder gradient norms')
     for m, c in per_modality(ep, 'shapley', mods).items():
         a2.plot(ep.epoch, ep[c], 's-', color=modality_color(m), label=f'φ {m}')
-    if 'imbalance' in ep: a2.plot(ep.epoch, ep.imbalance, 'k--', label='imbalance degree')
-    a2.set(xlabel='epoch', ylabel='Shapley value (accuracy)', title='modality Shapley & imbalance')
+    a2.set(ylabel='Shapley value φ (accuracy)', title='modality Shapley & imbalance'); epoch_axis(a2)
+    if 'imbalance' in ep:
+        tw = right_axis(a2)
+        tw.plot(ep.epoch, ep.imbalance, 'k--', label='imbalance degree')
+        tw.set(ylabel='imbalance degree (0–1)', ylim=(0, 1.02))
     _plot_published(a3, history, mods)
     for ax in axes:
-        if ax.get_legend_handles_labels()[0]: ax.legend(fontsize=8)
+        handles, labels = ax.get_legend_handles_labels()
+        if ax is a2 and 'imbalance' in ep:
+            h2, l2 = a2.balance_nb_twin.get_legend_handles_labels(); handles, labels = handles + h2, labels + l2
+        if handles: ax.legend(handles, labels, fontsize=8)
     if title: fig.suptitle(title)
     fig.tight_layout()
     return fig
 
 def _plot_published(ax, history, mods):
-    "Whatever the method logged: per-epoch values as lines with markers, per-step values smoothed."
+    "Whatever the method logged, each quantity divided by its largest |value|: per-epoch lines with markers, per-step values smoothed."
     styles = ['-', '--', ':', '-.']
     drawn = 0
     for df, std, x, kind in ((history.epochs, STANDARD_EPOCH_KEYS, 'epoch', 'epoch'), (history.steps, STANDARD_STEP_KEYS, 'iter', 'step')):
@@ -83,13 +106,14 @@ def _plot_published(ax, history, mods):
                 y = df[c].astype(float)
                 if y.isna().all(): continue
                 xs, ys = (df[x], y) if kind == 'epoch' else (df[x][y.notna()], smooth(y[y.notna()]))
-                ax.plot(xs, ys, styles[i % 4], marker='o' if kind == 'epoch' else None, ms=3,
-                        color=modality_color(m) if m else 'k', label=f'{prefix} {m}'.strip())
+                scale = float(np.nanmax(np.abs(ys))) or 1.0
+                ax.plot(xs, np.asarray(ys) / scale, styles[i % 4], marker='o' if kind == 'epoch' else None, ms=3,
+                        color=modality_color(m) if m else 'k', label=f'{prefix} {m}'.strip() + f' (max |·| {scale:.3g})')
                 drawn += 1
             if kind == 'step': ax.set_xlabel('training step')
     if not drawn: ax.text(.5, .5, 'this method publishes\nno extra quantities', ha='center', va='center', transform=ax.transAxes)
-    ax.set(title='what the method publishes', ylabel='value')
-    if not ax.get_xlabel(): ax.set_xlabel('epoch')
+    ax.set(title='what the method publishes', ylabel='value ÷ its largest |value|')
+    if not ax.get_xlabel(): epoch_axis(ax)
 
 # %% ../nbs/05_analysis.ipynb #abad9e32
 def save_history_plots(history, folder, title: str = '') -> list[Path]:

@@ -108,3 +108,47 @@ def test_cli_run_folder_holds_curves_png(tmp_path):
     png = run_dir/'curves.png'
     assert png.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n' and png.stat().st_size > 10_000
     assert 'Figure' not in r.stdout                          # nothing was "displayed" on the terminal
+
+def test_in_jupyter_reads_the_ipython_kernel(monkeypatch):
+    "True only when IPython runs with a kernel (JupyterLab, nbconvert --execute); False in a terminal or nbdev's shell."
+    import IPython
+    class Shell: kernel = None
+    shell = Shell()
+    monkeypatch.setattr(IPython, 'get_ipython', lambda: shell)
+    assert analysis.in_jupyter() is False                     # IPython without a kernel (terminal, nbdev-test)
+    shell.kernel = object()
+    assert analysis.in_jupyter() is True                      # a Jupyter kernel
+    monkeypatch.setattr(IPython, 'get_ipython', lambda: None)
+    assert analysis.in_jupyter() is False                     # plain Python
+
+def test_run_adds_a_live_plot_only_in_a_kernel_outside_tests(monkeypatch, tmp_path):
+    from balance_nb.experiment import run
+    shown = []
+    monkeypatch.setattr(analysis, '_ipython_display', lambda obj, display_id=True: shown.append(obj) or _Handle())
+    monkeypatch.setattr(analysis, 'in_jupyter', lambda: True)
+    monkeypatch.delenv('IN_TEST', raising=False)
+    r = run(trainer='baseline', dataset='MFeat', epochs=1, out=None, progress=False, store=None)
+    assert [type(cb).__name__ for cb in r.learner.cbs].count('LivePlotCB') == 1 and len(shown) == 1
+    monkeypatch.setenv('IN_TEST', '1')
+    r = run(trainer='baseline', dataset='MFeat', epochs=1, out=None, progress=False, store=None)
+    assert 'LivePlotCB' not in [type(cb).__name__ for cb in r.learner.cbs] and len(shown) == 1
+
+def test_run_figure_scales_published_quantities_and_keeps_imbalance_off_the_shapley_axis():
+    import pandas as pd
+    from balance_nb.analysis import plot_history
+    class H: pass
+    h = H()
+    h.epochs = pd.DataFrame({'epoch': [0, 1, 2], 'acc': [.5, .6, .7], 'shapley_audio': [.3, .4, .4], 'shapley_visual': [.1, .1, .2],
+                             'imbalance': [.5, .6, .33], 'count': [1200., 900., 600.], 'contrib_audio': [.4, .2, .1]})
+    h.steps = pd.DataFrame({'epoch': [0, 0], 'iter': [0, 1], 'loss': [2., 1.]})
+    fig = plot_history(h, modalities=['audio', 'visual'])
+    panel4 = {l.get_label().split(' (')[0]: l.get_ydata() for l in fig.axes[3].get_lines()}
+    assert max(abs(panel4['count'])) == 1 and max(abs(panel4['contrib audio'])) == 1   # both readable on one axis
+    assert panel4['count'].tolist() == [1., .75, .5]
+    assert 'imbalance' not in ' '.join(l.get_label() for l in fig.axes[2].get_lines())
+    twin = fig.axes[2].balance_nb_twin
+    assert twin.get_ylabel().startswith('imbalance degree') and twin.get_lines()[0].get_ydata().tolist() == [.5, .6, .33]
+    assert 'Shapley' in fig.axes[2].get_ylabel() and 'Shapley' not in twin.get_ylabel()
+    assert all(float(t).is_integer() for t in fig.axes[0].get_xticks())            # whole epochs
+    fig2 = plot_history(h, modalities=['audio', 'visual'], axes=fig.axes[:4])           # a redraw reuses the twin
+    assert fig2 is fig and len(fig.axes) == 5
