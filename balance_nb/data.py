@@ -64,6 +64,12 @@ class TensorMultimodalDataset(torch.utils.data.Dataset):
         shapes = ', '.join(f"{m}{list(s)}" for m, s in self.input_shapes.items())
         return f"{self.name}: {len(self)} samples, {self.num_classes} classes, modalities {shapes}"
 
+    def subset(self, indices) -> TensorMultimodalDataset:
+        "A dataset of the samples at `indices` (a quick, smaller training set for a demo)."
+        idx = torch.as_tensor(indices, dtype=torch.long)
+        return TensorMultimodalDataset({m: t[idx] for m, t in self.tensors.items()}, self.labels[idx], self.num_classes,
+                                       f"{self.name}[{len(idx)}]", self.classes, self.default_encoders)
+
 # %% ../nbs/01_data.ipynb #7a1e663c
 class EpochLoader:
     "Batches of a dataset; shuffle order is a function of (seed, epoch) only. Evaluation loaders keep every sample."
