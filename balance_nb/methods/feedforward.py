@@ -45,7 +45,8 @@ def owm_update(P: torch.Tensor, r: torch.Tensor, alpha: float) -> torch.Tensor:
     return P / P.norm()
 
 def project_grad(G: torch.Tensor, P: torch.Tensor, mode: str = 'add') -> torch.Tensor:
-    "Head-weight gradient after projection: G + G Pᵀ ('add', BalanceMM) or G Pᵀ ('replace', original MLA)."
+    "Head-weight gradient after projection: G + G Pᵀ ('add', BalanceMM), G Pᵀ ('replace', original MLA) or G ('none')."
+    if mode == 'none': return G
     return G + G @ P.T if mode == 'add' else G @ P.T
 
 # %% ../../nbs/11_feedforward_methods.ipynb #b32c8139
@@ -55,8 +56,9 @@ class MLA(BalancingMethod):
     max_modalities = 3
     def __init__(self, projection: str = 'add', modulation_starts: int = 0, modulation_ends: int = 80):
         super().__init__(modulation_starts, modulation_ends)
-        if projection not in ('add', 'replace'):
-            raise ValueError(f"MLA: unknown projection {projection!r}. Valid: add (BalanceMM), replace (original MLA).")
+        if projection not in ('add', 'replace', 'none'):
+            raise ValueError(f"MLA: unknown projection {projection!r}. Valid: add (BalanceMM), replace (the original's "
+                             f"rule), none (the original's released code, whose projection never runs).")
         self.projection, self.P, self.n_steps = projection, None, 0
 
     def before_fit(self):
@@ -125,12 +127,16 @@ def opm_drop(feats: dict[str, torch.Tensor], q: dict[str, float], generator=None
 class OPM(BalancingMethod):
     "Drop the dominant modality's features before fusion with a probability set by its confidence lead."
     max_modalities, needs_unimodal = 3, True
-    def __init__(self, q_base: float = 0.4, alpha: float = 0.5, p_exe: float = 0.7,
+    def __init__(self, q_base: float = 0.4, alpha: float = 0.5, p_exe: float = 0.7, variant: str = 'balancemm',
                  modulation_starts: int = 0, modulation_ends: int = 80):
+        if variant not in ('balancemm', 'original'):
+            raise ValueError(f"OPM: unknown variant {variant!r}. Valid: balancemm (drops from epoch 0), "
+                             f"original (the authors' code: no dropping in epochs 0-5).")
+        if variant == 'original': modulation_starts = max(modulation_starts, 6)     # BML_TPAMI2024 main.py:91
         super().__init__(modulation_starts, modulation_ends)
         for k, v in (('q_base', q_base), ('p_exe', p_exe)):
             if not 0 <= v <= 1: raise ValueError(f"OPM: {k} is a probability in [0, 1], got {v}.")
-        self.q_base, self.alpha, self.p_exe = q_base, alpha, float(p_exe)
+        self.q_base, self.alpha, self.p_exe, self.variant = q_base, alpha, float(p_exe), variant
 
     def after_forward(self):
         learn = self.learn
@@ -149,7 +155,7 @@ class OPM(BalancingMethod):
             feats = {m: f[rows] for m, f in feats.items()}
         learn.out = learn.model.fuse(feats)
 
-# %% ../../nbs/11_feedforward_methods.ipynb #ba085670
+# %% ../../nbs/11_feedforward_methods.ipynb #cdb257f3
 class MMTM(nn.Module):
     "Multimodal transfer module: squeeze both inputs, excite each with a sigmoid gate; optional curated gate."
     def __init__(self, c_a: int, c_b: int, ratio: int = 4):
@@ -160,14 +166,18 @@ class MMTM(nn.Module):
         self.register_buffer('count', torch.zeros((), dtype=torch.long))
 
     @staticmethod
-    def _squeeze(x): return x.mean(tuple(range(2, x.dim()))) if x.dim() > 2 else x
+    def _squeeze(x, t: int = 1):
+        "Per-sample channel means; `t` > 1: x holds t frames per sample folded into the batch (B·t, C, ...)."
+        if t > 1: return x.reshape(x.shape[0] // t, t, x.shape[1], -1).mean((1, 3))
+        return x.mean(tuple(range(2, x.dim()))) if x.dim() > 2 else x
 
-    def gates(self, xa, xb):
-        e = F.relu(self.squeeze(torch.cat([self._squeeze(xa), self._squeeze(xb)], 1)))
+    def gates(self, xa, xb, ta: int = 1, tb: int = 1):
+        e = F.relu(self.squeeze(torch.cat([self._squeeze(xa, ta), self._squeeze(xb, tb)], 1)))
         return torch.sigmoid(self.fc_a(e)), torch.sigmoid(self.fc_b(e))
 
-    def forward(self, xa, xb, caring: int | None = None):
-        ga, gb = self.gates(xa, xb)
+    def forward(self, xa, xb, caring: int | None = None, ta: int = 1, tb: int = 1):
+        "Gate both maps; `ta`, `tb`: frames per sample folded into the batch (1 for single inputs)."
+        ga, gb = self.gates(xa, xb, ta, tb)
         if self.training:
             with torch.no_grad():
                 t = self.count.item()
@@ -176,6 +186,7 @@ class MMTM(nn.Module):
                 self.count += 1
         if caring == 0: ga = self.mean_a.expand_as(ga)
         if caring == 1: gb = self.mean_b.expand_as(gb)
+        ga, gb = ga.repeat_interleave(ta, 0), gb.repeat_interleave(tb, 0)      # one gate for all frames of a sample
         return xa * ga.view(*ga.shape, *[1] * (xa.dim() - 2)), xb * gb.view(*gb.shape, *[1] * (xb.dim() - 2))
 
 # %% ../../nbs/11_feedforward_methods.ipynb #bc7dd34a
@@ -208,7 +219,12 @@ class StagedEncoder(nn.Module):
         self.enc, self.out_dim = enc, enc.out_dim
         stages, tail = encoder_stages(enc)
         object.__setattr__(self, 'stages', stages); object.__setattr__(self, 'tail', tail)   # not registered twice: the modules live in `enc`
-    def forward(self, x, staged: bool = False): return self.tail(x) if staged else self.enc(x)
+    def forward(self, x, staged: bool = False, t: int = 1):
+        if not staged: return self.enc(x)
+        if t == 1: return self.tail(x)
+        pool, proj = self.tail[:-1], self.tail[-1]                # frame stacks: pool each frame, mean over frames
+        f = pool(x)
+        return proj(f.view(f.shape[0] // t, t, -1).mean(1))
 
 class GreedyModel(MultimodalModel):
     "Two encoders run stage by stage with an MMTM block after each of their last k stages; same fusion as before."
@@ -226,27 +242,31 @@ class GreedyModel(MultimodalModel):
         self.mmtm = nn.ModuleList(MMTM(ca, cb, ratio) for ca, cb in zip(chans[a], chans[b]))
         self.caring: int | None = None
 
-    def _prep(self, m, x):
+    def _prep(self, m, x) -> tuple[torch.Tensor, int]:
+        "The input as the first stage takes it, and the frames per sample folded into its batch (BalanceMM folds B·T)."
         enc = self.encoders[m].enc
         if isinstance(enc, (CNNEncoder, ResNet18Encoder)) and x.dim() == 3: x = x.unsqueeze(1)
-        if isinstance(enc, ResNet18Encoder) and x.dim() == 5:
-            raise MethodConfigError("Greedy's MMTM on ResNet-18 takes single images (B, C, H, W), not frame stacks.")
-        return x
+        if isinstance(enc, ResNet18Encoder) and x.dim() == 5: return x.flatten(0, 1), x.shape[1]
+        if x.dim() == 5:
+            raise MethodConfigError(f"Greedy folds frame stacks (B, T, C, H, W) only for ResNet-18 encoders; "
+                                    f"{m} has a {type(enc).__name__}.")
+        return x, 1
 
     @torch.no_grad()
     def _channels(self, m, shape):
         was = self.encoders[m].training; self.encoders[m].eval()
-        x, out = self._prep(m, torch.zeros(2, *shape)), []
+        (x, _), out = self._prep(m, torch.zeros(2, *shape)), []
         for g in self._groups[m]: x = g(x); out.append(x.shape[1])
         self.encoders[m].train(was)
         return out
 
     def encode(self, batch, drop=()):
         a, b = self.modalities
-        x = {m: self._prep(m, torch.zeros_like(batch[m]) if m in drop else batch[m]) for m in self.modalities}
+        x, t = {}, {}
+        for m in self.modalities: x[m], t[m] = self._prep(m, torch.zeros_like(batch[m]) if m in drop else batch[m])
         for ga, gb, mm in zip(self._groups[a], self._groups[b], self.mmtm):
-            x[a], x[b] = mm(ga(x[a]), gb(x[b]), self.caring)
-        return {m: self.encoders[m](x[m], staged=True) for m in self.modalities}
+            x[a], x[b] = mm(ga(x[a]), gb(x[b]), self.caring, t[a], t[b])
+        return {m: self.encoders[m](x[m], staged=True, t=t[m]) for m in self.modalities}
 
     def bypass_params(self, m) -> list[nn.Parameter]:
         "MMTM parameters on modality m's path: its excitation layers plus the shared squeeze layers."
@@ -275,10 +295,17 @@ def _sq_ratio(params) -> float:
 class Greedy(BalancingMethod):
     "MMTM blocks between the two encoders; curation mode freezes the gate of the modality that learns through the other."
     max_modalities = 2
-    def __init__(self, alpha: float = 0.001, window_size: int = 5, modulation_starts: int = 0, modulation_ends: int = 80):
+    def __init__(self, alpha: float = 0.001, window_size: int = 5, curation_starts: int = 0, variant: str = 'balancemm',
+                 modulation_starts: int = 0, modulation_ends: int = 80):
         super().__init__(modulation_starts, modulation_ends)
         if window_size < 1: raise ValueError(f"Greedy: window_size counts steps and must be ≥ 1, got {window_size}.")
-        self.alpha, self.window_size = alpha, window_size
+        if variant not in ('balancemm', 'original'):
+            raise ValueError(f"Greedy: unknown variant {variant!r}. Valid: balancemm (epsilon 0.001, curation from "
+                             f"epoch 0), original (the authors' code: epsilon 0.01, curation from epoch 2).")
+        if variant == 'original':                        # nyukat/greedy_multimodal_learning configs/training.gin:14-16
+            if alpha == 0.001: alpha = 0.01
+            if curation_starts == 0: curation_starts = 2
+        self.alpha, self.window_size, self.curation_starts, self.variant = alpha, window_size, curation_starts, variant
         self.m_bypass = self.m_main = None
         self.left, self.care = 0, None
 
@@ -303,7 +330,7 @@ class Greedy(BalancingMethod):
             self.m_main[i] += _sq_ratio(model.modality_params(m))
         speed = bdr_speed(self.m_bypass, self.m_main)
         choice = curation_choice(speed, self.alpha)
-        if choice is not None: self.left, self.care = self.window_size, choice
+        if choice is not None and self.learn.epoch >= self.curation_starts: self.left, self.care = self.window_size, choice
         self.learn.log(speed=speed, **{f'bdr_{m}': math.log10(max(self.m_bypass[i], 1e-30) / max(self.m_main[i], 1e-30))
                                        for i, m in enumerate(model.modalities)})
 
@@ -325,11 +352,15 @@ def amco_dependence(unimodal: dict[str, torch.Tensor]) -> dict[str, float]:
 # %% ../../nbs/11_feedforward_methods.ipynb #f78cef9a
 class AMCoFusion(Fusion):
     "Wraps a fusion with per-modality logits: fused = LinearStar(Σ_m z̃_m), the dependent modalities' z_m class-masked."
-    def __init__(self, base: Fusion):
+    def __init__(self, base: Fusion, star_init: str = 'default', star_at_eval: bool = True):
         super().__init__(base.dims, base.num_classes)
+        if star_init not in ('default', 'identity'):
+            raise ValueError(f"AMCo: unknown star_init {star_init!r}. Valid: default (PyTorch's, as BalanceMM), identity.")
         self.base, C = base, base.num_classes
-        self.star = nn.Linear(C, C)
-        with torch.no_grad(): self.star.weight.copy_(torch.eye(C)); self.star.bias.zero_()
+        self.star = nn.Linear(C, C)                                  # BalanceMM: PyTorch's default initialisation
+        if star_init == 'identity':
+            with torch.no_grad(): self.star.weight.copy_(torch.eye(C)); self.star.bias.zero_()
+        self.star_at_eval = star_at_eval
         self.register_buffer('mask', torch.ones(C))
         self.dependent, self.masking = set(), False
 
@@ -340,6 +371,7 @@ class AMCoFusion(Fusion):
     def forward(self, feats):
         _, uni = self.base(feats)
         zt = self.masked(uni) if (self.training and self.masking) else uni
+        if not (self.training or self.star_at_eval): return sum(zt.values()), uni     # BalanceMM's evaluation
         return self.star(sum(zt.values())), uni
 
 # %% ../../nbs/11_feedforward_methods.ipynb #15385c1e
@@ -347,15 +379,19 @@ class AMCoFusion(Fusion):
 class AMCo(BalancingMethod):
     "Mask the dependent modality's unimodal logits per class before fusion; co-optimise every unimodal CE."
     max_modalities, needs_unimodal = 3, True
-    def __init__(self, sigma: float = 0.5, eps: float = 0.3, modulation_starts: int = 0, modulation_ends: int = 80):
+    def __init__(self, sigma: float = 0.5, eps: float = 0.3, star_init: str = 'default', star_at_eval: bool = True,
+                 modulation_starts: int = 0, modulation_ends: int = 80):
         super().__init__(modulation_starts, modulation_ends)
         if eps <= 0: raise ValueError(f"AMCo: eps must be > 0 (the l at which every class is masked), got {eps}.")
-        self.sigma, self.eps, self.l = sigma, eps, 0.0
+        if star_init not in ('default', 'identity'):
+            raise ValueError(f"AMCo: unknown star_init {star_init!r}. Valid: default (PyTorch's, as BalanceMM), identity.")
+        self.sigma, self.eps, self.l, self.star_init, self.star_at_eval = sigma, eps, 0.0, star_init, star_at_eval
 
     def before_fit(self):
         super().before_fit()
         model = self.learn.model
-        if not isinstance(model.fusion, AMCoFusion): model.fusion = AMCoFusion(model.fusion)
+        if not isinstance(model.fusion, AMCoFusion):
+            model.fusion = AMCoFusion(model.fusion, self.star_init, self.star_at_eval)
 
     @property
     def fusion(self) -> AMCoFusion: return self.learn.model.fusion
@@ -380,6 +416,6 @@ class AMCo(BalancingMethod):
 
     def after_step(self):
         if not self.active: return
-        mass = amco_dependence(self.learn.out.unimodal)
+        mass = amco_dependence(self.fusion.masked(self.learn.out.unimodal))     # on the masked logits, as BalanceMM
         self.fusion.dependent = {m for m, v in mass.items() if v > self.sigma}
         self.learn.log(**{f'dependence_mass_{m}': v for m, v in mass.items()})
