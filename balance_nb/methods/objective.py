@@ -225,7 +225,7 @@ class CML(BalancingMethod):
 
     def before_epoch(self):
         mods = self.learn.model.modalities
-        self.order = [mods[i] for i in torch.randperm(len(mods)).tolist()]   # removed from the end, as the spec pops
+        self.order = [mods[i] for i in torch.randperm(len(mods)).tolist()]   # removed from the end, as BalanceMM pops them
 
     def contribution(self, m) -> torch.Tensor:
         "Modality `m`'s share of the fused logits: W_m h_m for a concat head (z_m − b/n), else z_m."
