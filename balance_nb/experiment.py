@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_experiment.ipynb #b18f9c13
 from __future__ import annotations
-import argparse, dataclasses, hashlib, importlib, json, os, pkgutil, sqlite3, sys, time, shutil
+import argparse, dataclasses, hashlib, importlib, inspect, json, os, pkgutil, sqlite3, sys, time, shutil
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 import numpy as np
@@ -14,16 +14,19 @@ import yaml
 from .core import *
 from .data import build_dataset, dataset_knobs, make_loader, MissingDataError, data_root
 from .models import build_model
-from .learner import Learner, CheckpointCB, History, NonFiniteLossError, MethodConfigError, BalancingMethod
+from .learner import Learner, Callback, CheckpointCB, History, NonFiniteLossError, MethodConfigError, BalancingMethod
 from .metrics import EvalCB, GradNormCB, PassCounterCB, evaluate, complexity
 from .analysis import save_history_plots, LivePlotCB, live_default
 
 # %% auto #0
-__all__ = ['CATEGORIES', 'DATASET_MODULES', 'COURSE_BUDGET', 'METHOD_FLAGS', 'FLAG_TO_HPARAM', 'DATASET_FLAGS', 'FLAG_TO_KNOB',
-           'SUBCOMMANDS', 'method_modules', 'load_methods', 'methods_by_category', 'method_aliases', 'RunConfig',
-           'ResultStore', 'course_store', 'RunResult', 'make_method', 'run_dir_for', 'run', 'final_metrics',
-           'unimodal_references', 'add_gaps', 'course_run', 'results_table', 'format_summary', 'CLIError',
-           'build_parser', 'config_from_args', 'main']
+__all__ = ['CATEGORIES', 'DATASET_MODULES', 'BALANCEMM_MODELS', 'DATASET_ALIASES', 'POSITIVE', 'NON_NEGATIVE', 'UNIT_INTERVAL',
+           'COURSE_BUDGET', 'METHOD_FLAGS', 'FLAG_TO_HPARAM', 'DATASET_FLAGS', 'FLAG_TO_KNOB', 'SUBCOMMANDS',
+           'method_modules', 'load_methods', 'methods_by_category', 'method_aliases', 'ConfigError', 'CLIError',
+           'balancemm_model', 'RunConfig', 'declared_types', 'coerce', 'check_range', 'method_hparam_types',
+           'dataset_knob_types', 'typed_config', 'ResultStore', 'course_store', 'RunResult', 'make_method',
+           'run_dir_for', 'recorded_environment', 'RunFilesCB', 'TensorBoardCB', 'run', 'final_metrics',
+           'unimodal_references', 'add_gaps', 'course_run', 'results_table', 'format_summary', 'evaluate_run',
+           'build_parser', 'config_from_args', 'main', 'eval_main']
 
 # %% ../nbs/06_experiment.ipynb #2f8ca166
 CATEGORIES = ('baseline', 'data', 'feed-forward', 'objective', 'optimization')
@@ -60,6 +63,24 @@ def method_aliases() -> dict[str, str]:
     for n in METHODS.names(): first.setdefault(id(METHODS[n]), n)
     return {n: first[id(METHODS[n])] for n in METHODS.names() if first[id(METHODS[n])] != n}
 
+# %% ../nbs/06_experiment.ipynb #0399971b
+class ConfigError(ValueError): "A configuration value of the wrong type or out of range (the CLI exits with code 2)."
+class CLIError(Exception): "A user error on the command line (exit code 2)."
+
+BALANCEMM_MODELS = {'BaseClassifier': 'concat', 'BaseClassifier_AMCo': 'concat', 'BaseClassifier_Greedy': 'concat',
+                    'BaseClassifier_MLA': 'concat', 'BaseClassifier_ReconBoost': 'concat'}
+DATASET_ALIASES = {'BalancedAV': 'Balance'}
+
+def balancemm_model(name: str) -> str:
+    "Our fusion for a BalanceMM `--model` name (other names pass through); a BalanceMM-looking name we lack says what to use."
+    if name in BALANCEMM_MODELS: return BALANCEMM_MODELS[name]
+    low = {k.lower(): v for k, v in BALANCEMM_MODELS.items()}
+    if name.lower() in low: return low[name.lower()]
+    if name.lower().startswith('baseclassifier') or name.lower().endswith('model'):
+        raise ConfigError(f"--model {name}: BalanceMM's model names map to a fusion here ({', '.join(BALANCEMM_MODELS)} → concat). "
+                          f"Use --model concat (or sum, shared, film, gated); the encoders follow the dataset (--hp/--config encoders:).")
+    return name
+
 # %% ../nbs/06_experiment.ipynb #c9350d32
 @dataclass
 class RunConfig:
@@ -84,10 +105,12 @@ class RunConfig:
     def resolved(self) -> RunConfig:
         "A copy with canonical names and the default number of epochs filled in."
         load_methods()
-        c = dataclasses.replace(self, trainer=METHODS.resolve(self.trainer), dataset=DATASETS.resolve(self.dataset),
-                                fusion=FUSIONS.resolve(self.fusion))
+        for f in ('trainer', 'dataset', 'fusion'):
+            if not isinstance(getattr(self, f), str): raise ConfigError(f"{f}={getattr(self, f)!r}: expected a name (str).")
+        c = dataclasses.replace(self, trainer=METHODS.resolve(self.trainer), dataset=DATASETS.resolve(DATASET_ALIASES.get(self.dataset, self.dataset)),
+                                fusion=FUSIONS.resolve(balancemm_model(self.fusion)))
         if c.epochs is None: c.epochs = DATASETS.meta(c.dataset).get('epochs', 30)
-        return c
+        return typed_config(c)
 
     def key(self) -> str:
         "Hash of what determines the result (not device, output folder)."
@@ -98,9 +121,114 @@ class RunConfig:
     def from_dict(cls, d: dict) -> RunConfig:
         "From a dict (a YAML file); unknown keys fail with the list of valid ones."
         names = [f.name for f in dataclasses.fields(cls)]
+        d = {k: v for k, v in d.items() if k != 'recorded'}          # what a run folder's config.yaml records, not a setting
         bad = [k for k in d if k not in names]
         if bad: raise ValueError(f"Unknown config key(s) {bad}. Valid keys: {', '.join(names)}.")
+        for k in ('hparams', 'dataset_args', 'encoders'):
+            if not isinstance(d.get(k, {}), dict): raise ConfigError(f"{k}={d[k]!r}: expected a mapping (key: value lines).")
         return cls(**d)
+
+
+
+
+# %% ../nbs/06_experiment.ipynb #1cc45df6
+_TYPE_NAMES = {'int': int, 'float': float, 'bool': bool, 'str': str, 'Path': str, 'tuple': tuple, 'list': tuple, 'dict': dict}
+
+def declared_types(annotation, default=None) -> tuple[tuple, bool]:
+    "(accepted types, None allowed) from an annotation (text or type) or, without one, from the default's type."
+    if isinstance(annotation, type) and annotation is not inspect.Parameter.empty: parts = [annotation.__name__]
+    elif isinstance(annotation, str): parts = [t.strip().split('[')[0] for t in annotation.split('|')]
+    else: parts = [type(default).__name__] if default is not None else []
+    types = tuple(dict.fromkeys(_TYPE_NAMES[t] for t in parts if t in _TYPE_NAMES))
+    return types, 'None' in parts or default is None
+
+def _one(value, t):
+    "`value` as type `t`, or raise ValueError."
+    if t is bool:
+        if isinstance(value, bool): return value
+        if isinstance(value, str) and value.strip().lower() in ('true', 'yes', 'on', '1'): return True
+        if isinstance(value, str) and value.strip().lower() in ('false', 'no', 'off', '0'): return False
+        if isinstance(value, int) and value in (0, 1): return bool(value)
+    elif t is int:
+        if isinstance(value, int) and not isinstance(value, bool): return value
+        if isinstance(value, str) and value.strip().lstrip('+-').isdigit(): return int(value)
+    elif t is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool): return value   # an int stays an int: same hash
+        if isinstance(value, str): return float(value)
+    elif t is str:
+        if isinstance(value, str): return value
+        if isinstance(value, (int, float, Path)) and not isinstance(value, bool): return str(value)
+    elif t is tuple:
+        if isinstance(value, (list, tuple)): return tuple(value)
+        if isinstance(value, str): return tuple(v.strip() for v in value.split(',') if v.strip())
+    elif t is dict:
+        if isinstance(value, dict): return value
+    raise ValueError
+
+def coerce(value, types: tuple, optional: bool, where: str):
+    "`value` converted to the first of `types` that fits, or `ConfigError` naming `where`, the value and the types."
+    if value is None or (optional and isinstance(value, str) and value.strip().lower() in ('none', 'null')):
+        if optional or not types: return None
+    if not types: return value                                # nothing declared: keep what YAML made of it
+    for t in sorted(types, key=lambda t: not isinstance(value, t)):   # an exact fit first (a str for `tuple | str`)
+        try: return _one(value, t)
+        except (ValueError, TypeError): pass
+    expected = ' or '.join(t.__name__ for t in types) + (' or none' if optional else '')
+    raise ConfigError(f"{where}={value!r}: expected {expected}.")
+
+# %% ../nbs/06_experiment.ipynb #24822129
+POSITIVE = {'epochs', 'batch_size', 'lr', 'feature_dim', 'step_size', 'gamma',                        # RunConfig
+            'n_frames', 'image_size', 'image_pool', 'n_mels', 'max_length', 'num_classes', 'split_id', 'scaling'}
+NON_NEGATIVE = {'weight_decay', 'seed', 'alpha', 'eta', 'lam', 'tau', 'sigma', 'eps', 'q_base', 'cap', 'clip', 'T_epochs',
+                'weight1', 'weight2', 'boost_rate', 'lr_alpha', 'decay_every', 'super_epoch', 'move_lambda', 'reinit_epoch',
+                'reinit_num', 'window_size', 'modulation_starts', 'modulation_ends', 'num_workers', 'image_noise'}
+UNIT_INTERVAL = {'p_exe', 'part_ratio', 'proto_fraction', 'valid_fraction', 'momentum_coef'}
+
+def check_range(name: str, value, where: str):
+    "`ConfigError` if `value` of field `name` is outside the range its formula needs."
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if name == 'views' and isinstance(value, (str, tuple)) and not (value.strip(',') if isinstance(value, str) else value):
+            raise ConfigError(f"{where}={value!r}: the list of modalities is empty.")
+        return
+    if name in POSITIVE and not value > 0: raise ConfigError(f"{where}={value!r}: must be > 0.")
+    if name in NON_NEGATIVE and not value >= 0: raise ConfigError(f"{where}={value!r}: must be >= 0.")
+    if name in UNIT_INTERVAL and not 0 <= value <= 1: raise ConfigError(f"{where}={value!r}: must be in [0, 1].")
+
+# %% ../nbs/06_experiment.ipynb #b697a851
+def method_hparam_types(cls) -> dict[str, tuple[tuple, bool]]:
+    "Hyper-parameter → (types, None allowed) of a `BalancingMethod` class."
+    ann = {}
+    for klass in reversed(cls.__mro__):
+        if '__init__' in vars(klass) and issubclass(klass, BalancingMethod):
+            for k, p in inspect.signature(klass.__init__).parameters.items():
+                if k != 'self' and p.kind is p.POSITIONAL_OR_KEYWORD: ann[k] = p.annotation
+    return {k: declared_types(ann.get(k, inspect.Parameter.empty), d) for k, d in cls.hyperparameters().items()}
+
+def dataset_knob_types(name: str) -> dict[str, tuple[tuple, bool]]:
+    "Knob → (types, None allowed) of dataset `name`."
+    ps = inspect.signature(DATASETS[name]).parameters
+    return {k: declared_types(p.annotation, p.default) for k, p in ps.items() if k != 'split'}
+
+def typed_config(c) -> 'RunConfig':
+    "`c` with every field, hyper-parameter and dataset knob converted to its declared type and range-checked."
+    hints = {f.name: f.type for f in dataclasses.fields(c)}
+    vals = {}
+    for f in dataclasses.fields(c):
+        v = coerce(getattr(c, f.name), *declared_types(hints[f.name], f.default if f.default is not dataclasses.MISSING else None),
+                   where=f.name)
+        check_range(f.name, v, f.name); vals[f.name] = v
+    c = dataclasses.replace(c, **vals)
+    if c.trainer in METHODS:
+        types, name = method_hparam_types(METHODS[c.trainer]), METHODS.resolve(c.trainer)
+        hp = {k: coerce(v, *types[k], where=f"{name} hyper-parameter {k}") if k in types else v for k, v in c.hparams.items()}
+        for k, v in hp.items(): check_range(k, v, f"{name} hyper-parameter {k}")
+        c.hparams = hp
+    if c.dataset in DATASETS:
+        types, name = dataset_knob_types(c.dataset), DATASETS.resolve(c.dataset)
+        kn = {k: coerce(v, *types[k], where=f"{name} option {k}") if k in types else v for k, v in c.dataset_args.items()}
+        for k, v in kn.items(): check_range(k, v, f"{name} option {k}")
+        c.dataset_args = kn
+    return c
 
 # %% ../nbs/06_experiment.ipynb #7bb9f35c
 class ResultStore:
@@ -178,10 +306,63 @@ def run_dir_for(c: RunConfig) -> Path | None:
     return None if c.out is None else Path(c.out)/f"{c.trainer}-{c.dataset}-s{c.seed}-{c.key()}"
 
 # %% ../nbs/06_experiment.ipynb #962b3e12
+def recorded_environment() -> dict:
+    "What changes the floats of a run without being part of its configuration: torch's version and thread count."
+    return {'torch_version': str(torch.__version__), 'torch_threads': torch.get_num_threads()}
+
+def _write_history(history, rd):
+    history.epochs.to_csv(rd/'history.csv', index=False); history.steps.to_csv(rd/'steps.csv', index=False)
+
+class RunFilesCB(Callback):
+    "Keep `history.csv`, `steps.csv` and `progress.json` of a run folder current while training."
+    order = 95
+    def __init__(self, folder, every: int = 50): self.folder, self.every = Path(folder), every
+    def before_fit(self): self.t0 = time.perf_counter(); self.write_progress('training')
+    def before_batch(self):
+        n = len(self.learn.history.step_rows)
+        if self.learn.training and n and n % self.every == 0: self.learn.history.steps.to_csv(self.folder/'steps.csv', index=False)
+    def after_epoch(self):
+        _write_history(self.learn.history, self.folder); self.write_progress('training')
+    def after_fit(self): self.write_progress('finished')
+    def write_progress(self, state: str):
+        rows, n = self.learn.history.epoch_rows, self.learn.n_epochs
+        done, secs = len(rows), time.perf_counter() - self.t0
+        last = {k: v for k, v in (rows[-1] if rows else {}).items() if isinstance(v, (int, float, str))}
+        info = {'state': state, 'epoch': done, 'epochs': n, 'seconds': secs,
+                'seconds_left': secs / done * (n - done) if done else None, 'last_epoch': last, 'updated': time.time()}
+        tmp = self.folder/'progress.json.tmp'; tmp.write_text(json.dumps(info, indent=1)); os.replace(tmp, self.folder/'progress.json')
+
+class TensorBoardCB(Callback):
+    "Every number of the step and epoch tables as TensorBoard scalars (`step/<name>` by step, `epoch/<name>` by epoch)."
+    order = 96
+    def __init__(self, folder):
+        try: from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            raise CLIError("--tensorboard needs the tensorboard package: pip install tensorboard "
+                           "(or pip install 'balance_nb[tensorboard]').") from None
+        self.writer, self.sent = SummaryWriter(str(folder)), 0
+    def _steps(self):
+        rows = self.learn.history.step_rows
+        for r in rows[self.sent:]:
+            for k, v in r.items():
+                if k not in ('epoch', 'iter') and isinstance(v, (int, float)): self.writer.add_scalar(f'step/{k}', v, r['iter'])
+        self.sent = len(rows)
+    def before_batch(self):
+        if self.learn.training: self._steps()
+    def after_epoch(self):
+        self._steps()
+        for k, v in self.learn.history.epoch_rows[-1].items():
+            if k != 'epoch' and isinstance(v, (int, float)): self.writer.add_scalar(f'epoch/{k}', v, self.learn.epoch)
+        self.writer.flush()
+    def after_fit(self): self.writer.close()
+
+# %% ../nbs/06_experiment.ipynb #350aa51e
 def run(config: RunConfig | None = None, cbs=(), store: ResultStore | str | None = None, resume: bool = False,
-        reference: bool = False, progress: bool | None = None, live: bool | None = None, **overrides) -> RunResult:
+        reference: bool = False, progress: bool | None = None, live: bool | None = None, tensorboard: bool = False,
+        **overrides) -> RunResult:
     "Train `config` (fields can be given as keyword arguments), evaluate on test, write the run folder."
     # live: one figure redrawn in place while training (`LivePlotCB`); None = only inside Jupyter, not under tests
+    # tensorboard: also write TensorBoard event files to <run folder>/tensorboard (needs the `tensorboard` package)
     c = dataclasses.replace(config or RunConfig(), **overrides).resolved()
     store = ResultStore(store) if isinstance(store, (str, Path)) else store
     if store is not None and not resume and (hit := store.get(c)) is not None:
@@ -195,7 +376,8 @@ def run(config: RunConfig | None = None, cbs=(), store: ResultStore | str | None
     method = make_method(c.trainer, c.hparams, c.epochs)
     model = build_model(splits['train'], c.fusion, c.encoders, c.feature_dim)
     rd = run_dir_for(c)
-    std = [EvalCB(), GradNormCB(), PassCounterCB()] + ([CheckpointCB(rd/'checkpoints')] if rd else [])
+    std = [EvalCB(), GradNormCB(), PassCounterCB()] + ([CheckpointCB(rd/'checkpoints'), RunFilesCB(rd)] if rd else [])
+    if tensorboard: std.append(TensorBoardCB(rd/'tensorboard' if rd else Path('runs')/'tensorboard'/c.key()))
     if live_default() if live is None else live: std.append(LivePlotCB(f"{c.trainer} on {c.dataset} (seed {c.seed})", quiet=False))
     learn = Learner(model, make_loader(splits['train'], c.batch_size, shuffle=True, seed=c.seed),
                     make_loader(splits['valid'], 256), cbs=[method, *std, *cbs], lr=c.lr, weight_decay=c.weight_decay,
@@ -203,7 +385,7 @@ def run(config: RunConfig | None = None, cbs=(), store: ResultStore | str | None
     learn.config, learn.datasets, learn.store = c, splits, store
     if rd:
         rd.mkdir(parents=True, exist_ok=True)
-        (rd/'config.yaml').write_text(yaml.safe_dump(asdict(c), sort_keys=False))
+        (rd/'config.yaml').write_text(yaml.safe_dump(json.loads(json.dumps(asdict(c), default=str)) | {'recorded': recorded_environment()}, sort_keys=False))
     ckpt = rd/'checkpoints'/'last.pt' if rd else None
     t0 = time.perf_counter()
     try:
@@ -213,13 +395,10 @@ def run(config: RunConfig | None = None, cbs=(), store: ResultStore | str | None
     metrics = final_metrics(learn, splits['test'], time.perf_counter() - t0)
     if reference: metrics |= unimodal_references(c, store)
     if rd:
-        (rd/'metrics.json').write_text(json.dumps(metrics, indent=1))
+        (rd/'metrics.json').write_text(json.dumps(metrics | {'recorded': recorded_environment()}, indent=1))
         save_history_plots(learn.history, rd, f"{c.trainer} on {c.dataset} (seed {c.seed})")
     if store is not None: store.put(c, metrics, learn.history)
     return RunResult(c, metrics, learn.history, rd, learn)
-
-def _write_history(history, rd):
-    history.epochs.to_csv(rd/'history.csv', index=False); history.steps.to_csv(rd/'steps.csv', index=False)
 
 # %% ../nbs/06_experiment.ipynb #6bf52d5e
 def final_metrics(learn: Learner, test_ds, seconds: float) -> dict:
@@ -274,11 +453,44 @@ def format_summary(result: RunResult) -> str:
     lines = [f"{c.trainer} on {c.dataset} ({c.epochs} epochs, seed {c.seed})" + ("  [from the result store]" if result.cached else ''),
              results_table(m, mods).to_string(float_format=lambda x: f'{x:.3f}'),
              f"imbalance degree {m.get('imbalance', float('nan')):.3f}   best valid acc {m.get('best_valid_acc', float('nan')):.3f}",
-             f"time {m['train_seconds']:.1f} s ({m['seconds_per_step']*1000:.1f} ms/step, "
-             f"{m.get('forward_passes_per_step', float('nan')):.1f} fwd / {m.get('backward_passes_per_step', float('nan')):.1f} bwd passes per step)   "
-             f"params {m['params']:,}   FLOPs/sample {m['flops_per_sample']:,.0f}"]
+             (f"time {m['train_seconds']:.1f} s ({m['seconds_per_step']*1000:.1f} ms/step, "
+              f"{m.get('forward_passes_per_step', float('nan')):.1f} fwd / {m.get('backward_passes_per_step', float('nan')):.1f} bwd passes per step)   "
+              if 'train_seconds' in m else '') + f"params {m['params']:,}   FLOPs/sample {m['flops_per_sample']:,.0f}"]
+    ck = m.get('checkpoint')
+    lines.append(f"evaluated: {ck}.pt (after epoch {m['checkpoint_epoch'] + 1}) on the {m.get('split', 'test')} split" if ck
+                 else "evaluated: the final model (= checkpoints/last.pt) on the test split")
     if result.run_dir: lines.append(f"run folder: {result.run_dir}")
     return '\n'.join(lines)
+
+# %% ../nbs/06_experiment.ipynb #4b0bdde8
+def evaluate_run(run_dir, split: str = 'test', checkpoint: str = 'last', device: str | None = None) -> RunResult:
+    "Metrics of a run folder's `checkpoints/<checkpoint>.pt` on `split` (test or valid), as a `RunResult`."
+    rd = Path(run_dir)
+    if not (rd/'config.yaml').exists():
+        raise CLIError(f"{rd} is not a run folder: it has no config.yaml (a run folder is runs/<trainer>-<dataset>-s<seed>-<hash>).")
+    if split not in ('test', 'valid'): raise CLIError(f"--split {split!r}: expected test or valid.")
+    if checkpoint not in ('best', 'last'): raise CLIError(f"--checkpoint {checkpoint!r}: expected best or last.")
+    ck = rd/'checkpoints'/f'{checkpoint}.pt'
+    if not ck.exists(): raise CLIError(f"No checkpoint {ck}: the run has not finished an epoch.")
+    c = RunConfig.from_dict(yaml.safe_load((rd/'config.yaml').read_text())).resolved()
+    if device is not None: c = dataclasses.replace(c, device=device)
+    set_seed(c.seed)
+    ds = {s: build_dataset(c.dataset, s, **c.dataset_args) for s in ('train', 'valid', 'test')}
+    model = build_model(ds['train'], c.fusion, c.encoders, c.feature_dim)
+    learn = Learner(model, make_loader(ds['train'], c.batch_size), make_loader(ds['valid'], 256),
+                    cbs=[make_method(c.trainer, c.hparams, c.epochs)], lr=c.lr, device=get_device(c.device), progress=False)
+    learn.config, learn.datasets, learn.store = c, ds, None
+    learn.fit(0)                                    # zero epochs: only before_fit/after_fit, where a method reshapes the model
+    sd = torch.load(ck, map_location=learn.device, weights_only=False)
+    learn.model.load_state_dict(sd['model'])
+    m = evaluate(learn.model, make_loader(ds[split], 256), device=learn.device)
+    hist = History(); hist.load_state_dict(sd['history'])
+    saved = json.loads((rd/'metrics.json').read_text()) if (rd/'metrics.json').exists() else {}
+    m |= {k: v for k, v in saved.items() if k.startswith('alone_acc_')}
+    m['best_valid_acc'] = float(hist.epochs['acc'].max()) if 'acc' in hist.epochs else float('nan')
+    batch = to_device(ds[split][list(range(min(8, len(ds[split]))))], learn.device)
+    m |= complexity(learn.model, batch) | {'checkpoint': checkpoint, 'checkpoint_epoch': sd['epoch'], 'split': split}
+    return RunResult(c, m, hist, rd, learn)
 
 # %% ../nbs/06_experiment.ipynb #35e1f8a6
 # flag → (hyper-parameter name, type). The seed's flags, with the types they should have had.
@@ -292,9 +504,9 @@ FLAG_TO_HPARAM = {'momentum': 'momentum_coef'}
 DATASET_FLAGS = {'audio_snr_db': float, 'image_pool': int, 'image_noise': float, 'image_source': str,
                  'views': str, 'data_root': str}
 FLAG_TO_KNOB = {'data_root': 'root'}
-SUBCOMMANDS = {'sweep': 'balance_nb.sweep:sweep_main', 'prepare': 'balance_nb.benchmark_data:prepare_main'}
+SUBCOMMANDS = {'sweep': 'balance_nb.sweep:sweep_main', 'prepare': 'balance_nb.benchmark_data:prepare_main',
+               'eval': 'balance_nb.experiment:eval_main'}
 
-class CLIError(Exception): "A user error on the command line (exit code 2)."
 
 def _key_value(s: str):
     if '=' not in s: raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {s!r}")
@@ -335,6 +547,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--resume', action='store_true', help='continue from the run folder\'s checkpoints/last.pt')
     p.add_argument('--no-reference', action='store_true', help='skip the unimodal reference runs (alone accuracy)')
     p.add_argument('--plugin', action='append', default=[], help='import this module first (your own methods/datasets)')
+    p.add_argument('--tensorboard', action='store_true', help='also write TensorBoard event files to <run folder>/tensorboard')
+    p.add_argument('--mode', choices=('train_and_test', 'test'), default='train_and_test',
+                   help="BalanceMM's spelling: test = evaluate --test_path (same as the eval subcommand)")
+    p.add_argument('--test_path', '--test-path', dest='test_path', help='run folder to evaluate with --mode test')
     g = p.add_argument_group('method hyper-parameters (only those the chosen method has)')
     for f, t in METHOD_FLAGS.items(): g.add_argument(f'--{f}', type=t, default=None)
     g.add_argument('--hp', action='append', type=_key_value, default=[], metavar='KEY=VALUE', help='any other hyper-parameter')
@@ -350,7 +566,9 @@ def config_from_args(a) -> RunConfig:
     if a.config:
         path = Path(a.config)
         if not path.exists(): raise CLIError(f"--config {path}: no such file.")
-        base = yaml.safe_load(path.read_text()) or {}
+        try: base = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e: raise CLIError(f"--config {path}: not valid YAML ({e}).") from None
+        if not isinstance(base, dict): raise CLIError(f"--config {path}: expected `key: value` lines (RunConfig fields), got {type(base).__name__}.")
     c = RunConfig.from_dict(base)
     for f in ('trainer', 'dataset', 'fusion', 'epochs', 'seed', 'lr', 'batch_size', 'out'):
         if getattr(a, f) is not None: setattr(c, f, getattr(a, f))
@@ -370,6 +588,9 @@ def main(argv=None) -> int:
     try: load_methods(plugins)
     except ModuleNotFoundError as e: print(f"error: {e}", file=sys.stderr); return 2
     a = build_parser().parse_args(argv)
+    if a.mode == 'test':
+        if not a.test_path: print("error: --mode test needs --test_path RUN_FOLDER (or: python -m balance_nb eval RUN_FOLDER)", file=sys.stderr); return 2
+        return eval_main([a.test_path] + (['--device', a.device] if a.device else []))
     try:
         c = config_from_args(a).resolved()
         knobs = dataset_knobs(c.dataset)
@@ -377,9 +598,27 @@ def main(argv=None) -> int:
         if bad: raise CLIError(f"Dataset {c.dataset} has no option(s) {bad}. Its options: {', '.join(knobs)}.")
         make_method(c.trainer, c.hparams)       # checks hyper-parameter names before any data is loaded
         store = ResultStore(a.store or Path(c.out or 'runs')/'results.sqlite')
-        result = run(c, store=store, resume=a.resume, reference=not a.no_reference and c.trainer != 'unimodal', live=False)
+        result = run(c, store=store, resume=a.resume, reference=not a.no_reference and c.trainer != 'unimodal', live=False,
+                     tensorboard=a.tensorboard)
     except (CLIError, UnknownNameError, ValueError, MissingDataError) as e:   # user errors: message, exit 2
         print(f"error: {e}", file=sys.stderr); return 2
     except NonFiniteLossError as e: print(f"error: {e}", file=sys.stderr); return 1
     print(format_summary(result))
+    return 0
+
+def eval_main(argv=None) -> int:
+    "`python -m balance_nb eval RUN_DIR [--split test|valid] [--checkpoint best|last]`; returns the exit code."
+    p = _Parser(prog='python -m balance_nb eval', description="Evaluate a run folder's checkpoint and print its results table.")
+    p.add_argument('run_dir', help='a run folder (runs/<trainer>-<dataset>-s<seed>-<hash>)')
+    p.add_argument('--split', choices=('test', 'valid'), default='test')
+    p.add_argument('--checkpoint', choices=('best', 'last'), default='last',
+                   help='last (default: the model the run reported) or best (best validation accuracy)')
+    p.add_argument('--device', default=None)
+    p.add_argument('--plugin', action='append', default=[], help='import this module first (your own methods/datasets)')
+    a = p.parse_args(argv)
+    try:
+        load_methods(a.plugin)
+        print(format_summary(evaluate_run(a.run_dir, a.split, a.checkpoint, a.device)))
+    except (CLIError, UnknownNameError, ValueError, MissingDataError, ModuleNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr); return 2
     return 0
