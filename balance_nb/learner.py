@@ -239,7 +239,7 @@ class MethodConfigError(ValueError): "A method cannot run with this model or dat
 class BalancingMethod(Callback):
     "Base class of the balancing methods: modulation window, modality-count and fusion checks."
     category, max_modalities, needs_unimodal = 'none', 3, False
-    short_schedule: dict = {}   # defaults for runs shorter than 30 epochs (the spec's epoch counts assume 30)
+    short_schedule: dict = {}   # defaults for runs shorter than 30 epochs (BalanceMM's epoch counts assume 30)
     def __init__(self, modulation_starts: int = 0, modulation_ends: int = 80):
         self.modulation_starts, self.modulation_ends = modulation_starts, modulation_ends
 
@@ -269,7 +269,7 @@ class BalancingMethod(Callback):
         return out
 
 def register_method(name: str, category: str, **meta):
-    "Register a `BalancingMethod` under the seed's `name` (what `--trainer` takes)."
+    "Register a `BalancingMethod` under BalanceMM's trainer `name` (what `--trainer` takes)."
     def _inner(cls):
         cls.category = category
         return METHODS.register(name, category=category, **meta)(cls)
