@@ -15,11 +15,11 @@ from ..models import SharedHeadFusion
 from ..metrics import coalitions
 
 # %% auto #0
-__all__ = ['MODULATED', 'AGM_SIGNS', 'AGM_EMPTY', 'RECONCILE', 'modulated_params', 'ogm_scores', 'ogm_coefficients', 'OGM',
-           'shapley_responses', 'agm_scores', 'agm_ratios', 'agm_coefficients', 'AGM', 'class_prototypes',
-           'prototype_logits', 'prototype_score', 'pmr_weights', 'PMR', 'minmax_scale', 'cluster_purity',
-           'reinit_weight', 'move_towards', 'ReLearning', 'BoostedSharedHead', 'boosting_loss', 'reconcile_loss',
-           'ReconBoost']
+__all__ = ['MODULATED', 'AGM_SIGNS', 'AGM_EMPTY', 'AGM_SCALING', 'RECONCILE', 'modulated_params', 'ogm_scores',
+           'ogm_coefficients', 'OGM', 'shapley_responses', 'agm_scores', 'agm_ratios', 'agm_coefficients', 'AGM',
+           'class_prototypes', 'prototype_logits', 'prototype_score', 'pmr_weights', 'PMR', 'minmax_scale',
+           'cluster_purity', 'reinit_weight', 'move_towards', 'ReLearning', 'BoostedSharedHead', 'boosting_loss',
+           'reconcile_loss', 'ReconBoost']
 
 # %% ../../nbs/13_optimization_methods.ipynb #04d3de97
 MODULATED = ('weights', 'conv')
@@ -88,7 +88,7 @@ class OGM(BalancingMethod):
                 p.grad = new
 
 # %% ../../nbs/13_optimization_methods.ipynb #04fd14ad
-AGM_SIGNS, AGM_EMPTY = ('balancemm', 'original'), ('exclude', 'zero', 'forward')
+AGM_SIGNS, AGM_EMPTY, AGM_SCALING = ('balancemm', 'original'), ('exclude', 'zero', 'forward'), ('encoder', 'output')
 
 def shapley_responses(outs: dict[frozenset, torch.Tensor], modalities, empty: str = 'exclude') -> dict[str, torch.Tensor]:
     "Shapley-like mono-modal responses ŝ_m from the fused logits `outs[S]` of every coalition S (see `empty`)."
@@ -126,11 +126,12 @@ class AGM(BalancingMethod):
     max_modalities = 3
     order = 60          # after PassCounterCB's before_batch, so its extra forwards are counted in this step's passes
     def __init__(self, alpha: float = 0.1, sign: str = 'balancemm', empty: str = 'exclude', cap: float = 7.,
-                 clip: float = 5., modulation_starts: int = 0, modulation_ends: int = 80):
+                 clip: float = 5., scaling: str = 'encoder', modulation_starts: int = 0, modulation_ends: int = 80):
         super().__init__(modulation_starts, modulation_ends)
         if sign not in AGM_SIGNS: raise ValueError(f"AGM sign={sign!r}: choose one of {', '.join(AGM_SIGNS)}.")
         if empty not in AGM_EMPTY: raise ValueError(f"AGM empty={empty!r}: choose one of {', '.join(AGM_EMPTY)}.")
-        self.alpha, self.sign, self.empty, self.cap, self.clip = alpha, sign, empty, cap, clip
+        if scaling not in AGM_SCALING: raise ValueError(f"AGM scaling={scaling!r}: choose one of {', '.join(AGM_SCALING)}.")
+        self.alpha, self.sign, self.empty, self.cap, self.clip, self.scaling = alpha, sign, empty, cap, clip, scaling
         self.tau, self.t, self.coef = None, 0, None
 
     def before_fit(self):
@@ -147,21 +148,37 @@ class AGM(BalancingMethod):
         model.train(was)
         return shapley_responses(outs, mods, self.empty)
 
-    def before_batch(self):
-        self.coef = None
-        if not self.active: return
-        scores = {m: float(v) for m, v in agm_scores(self.responses(self.learn.batch), self.learn.batch['label']).items()}
-        ratio, ratio_star = agm_ratios(scores, self.sign), agm_ratios(self.tau, self.sign)   # τ before the update
+    def update(self, resp: dict[str, torch.Tensor]):
+        "Scores of the responses, ratios against the running scores (τ before the update), coefficients; publish them."
+        scores = {m: float(v) for m, v in agm_scores(resp, self.learn.batch['label']).items()}
+        ratio, ratio_star = agm_ratios(scores, self.sign), agm_ratios(self.tau, self.sign)
         self.t += 1
         self.tau = {m: self.tau[m] * (self.t - 1) / self.t + scores[m] / self.t for m in scores}
         self.coef = agm_coefficients(ratio, ratio_star, self.alpha, self.cap)
         self.learn.log(**{f'score_{m}': v for m, v in scores.items()}, **{f'coef_{m}': v for m, v in self.coef.items()},
                        **{f'running_score_{m}': v for m, v in self.tau.items()})
 
+    def before_batch(self):
+        self.coef = None
+        if self.active and self.scaling == 'encoder': self.update(self.responses(self.learn.batch))
+
+    def after_forward(self):
+        "scaling='output' (the original): the loss sees Σ_m ŝ_m, each response's gradient scaled by c_m (value unchanged)."
+        if not (self.active and self.scaling == 'output'): return
+        learn, model, mods = self.learn, self.learn.model, self.learn.model.modalities
+        model.eval()                                   # the other coalitions: eval mode, *with* gradient, as the original
+        outs = {S: model(learn.batch, drop=tuple(m for m in mods if m not in S)).logits
+                for S in coalitions(mods) if S and len(S) < len(mods)}
+        model.train()
+        outs[frozenset(mods)] = learn.out.logits
+        resp = shapley_responses(outs, mods, 'zero')   # Σ_m ŝ_m = out(all modalities)
+        self.update({m: r.detach() for m, r in resp.items()})
+        learn.out.logits = sum(r * self.coef[m] + r.detach() * (1 - self.coef[m]) for m, r in resp.items())
+
     def after_backward(self):
         if self.coef is None: return
         model = self.learn.model
-        for m, c in self.coef.items():
+        for m, c in (self.coef.items() if self.scaling == 'encoder' else ()):
             for p in modulated_params(model, m):
                 if p.grad is not None: p.grad.mul_(c)
         head = [p.grad for p in model.head_params() if p.grad is not None and p.dim() >= 2]
