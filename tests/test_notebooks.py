@@ -1,6 +1,14 @@
-"""Every notebook in nbs/ runs top to bottom (cells marked `#| slow` or `#| notest` are skipped).
+"""Every notebook in nbs/ runs top to bottom, two ways — each notebook in a process of its own:
 
-Each notebook runs in its own Python process (`tools/run_nb.py`), as it would in a fresh kernel."""
+- `test_notebook` (the fast pass): nbdev's kernel-less engine, cells marked `#| slow` or `#| notest` skipped, as
+  `nbdev-test` runs them;
+- `test_notebook_in_kernel` (marker `kernel`, run with `pytest -m kernel`): every cell, slow ones included, in a
+  fresh ipykernel started by nbclient — exactly what a student's "Run All" in JupyterLab (or
+  `jupyter nbconvert --to notebook --execute`) does: `in_jupyter()` is True there and `IN_TEST` is unset.
+
+Notebooks re-define the classes they export and register them, so two notebooks in one process would mix their
+classes: each gets its own process (or kernel).
+"""
 from pathlib import Path
 import os, subprocess, sys
 import pytest
@@ -14,6 +22,33 @@ def test_notebook(nb):
                           env={**os.environ, 'MPLBACKEND': 'Agg', 'IN_TEST': '1'}, capture_output=True, text=True)
     assert done.returncode == 0, f'{nb.name} failed:\n{done.stdout[-6000:]}\n{done.stderr[-12000:]}'
 
+@pytest.mark.kernel
+@pytest.mark.parametrize('nb', NBS, ids=lambda p: p.name)
+def test_notebook_in_kernel(nb, tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != 'IN_TEST'}
+    done = subprocess.run([sys.executable, str(ROOT/'tools'/'run_nb.py'), str(nb), '--kernel', '--out', str(tmp_path/nb.name)],
+                          env=env, capture_output=True, text=True)
+    print(done.stdout.strip().splitlines()[-1] if done.stdout.strip() else '')
+    assert done.returncode == 0, f'{nb.name} failed in a kernel:\n{done.stdout[-6000:]}\n{done.stderr[-12000:]}'
+
 def test_runner_names_a_missing_notebook():
     done = subprocess.run([sys.executable, str(ROOT/'tools'/'run_nb.py'), 'nbs/nope.ipynb'], capture_output=True, text=True)
     assert done.returncode == 2 and 'no notebook at' in done.stderr and 'nbs/00_core.ipynb' in done.stderr
+
+def test_runner_kernel_mode_runs_what_nbdev_skips_and_sees_a_kernel(tmp_path):
+    "In kernel mode `#| slow` cells run, in_jupyter() is True and IN_TEST is unset, as in JupyterLab; a failing cell fails the run."
+    import nbformat
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        "#| slow\nimport os\nfrom balance_nb.analysis import in_jupyter\nassert in_jupyter() and 'IN_TEST' not in os.environ\n"
+        "open('ran.txt', 'w').write('yes')")], metadata={'kernelspec': {'name': 'python3', 'display_name': 'Python 3', 'language': 'python'}})
+    src = tmp_path/'k.ipynb'; nbformat.write(nb, src)
+    env = {**os.environ, 'IN_TEST': '1', 'PYTHONPATH': str(ROOT)}
+    done = subprocess.run([sys.executable, str(ROOT/'tools'/'run_nb.py'), str(src), '--kernel', '--out', str(tmp_path/'out.ipynb')],
+                          env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (tmp_path/'ran.txt').read_text() == 'yes'          # ran with the notebook's folder as working folder
+    nb.cells.append(nbformat.v4.new_code_cell("raise ValueError('boom')")); nbformat.write(nb, src)
+    done = subprocess.run([sys.executable, str(ROOT/'tools'/'run_nb.py'), str(src), '--kernel', '--inplace'],
+                          env=env, capture_output=True, text=True)
+    assert done.returncode == 1 and 'boom' in done.stderr
+    assert nbformat.read(src, 4).cells[0].outputs == []        # a failed run leaves the notebook as it was
