@@ -81,11 +81,12 @@ def plot_history(history, title: str = '', modalities=None, axes=None):
     a1.set(xlabel='training step', ylabel='gradient L2 norm (smoothed)', title='encoder gradient norms')
     for m, c in per_modality(ep, 'shapley', mods).items():
         a2.plot(ep.epoch, ep[c], 's-', color=modality_color(m), label=f'φ {m}')
-    a2.set(ylabel='Shapley value φ (accuracy)', title='modality Shapley & imbalance'); epoch_axis(a2)
+    a2.set(ylabel='Shapley value φ (accuracy)', title='modality Shapley & imbalance')
     if 'imbalance' in ep:
         tw = right_axis(a2)
         tw.plot(ep.epoch, ep.imbalance, 'k--', label='imbalance degree')
         tw.set(ylabel='imbalance degree (0–1)', ylim=(0, 1.02))
+    epoch_axis(a2)                              # after the twin: clearing a twin resets the x-axis they share
     _plot_published(a3, history, mods)
     for ax in axes:
         handles, labels = ax.get_legend_handles_labels()
@@ -111,7 +112,9 @@ def _plot_published(ax, history, mods):
                         color=modality_color(m) if m else 'k', label=f'{prefix} {m}'.strip() + f' (max |·| {scale:.3g})')
                 drawn += 1
             if kind == 'step': ax.set_xlabel('training step')
-    if not drawn: ax.text(.5, .5, 'this method publishes\nno extra quantities', ha='center', va='center', transform=ax.transAxes)
+    if not drawn:
+        ax.text(.5, .5, 'this method publishes\nno extra quantities', ha='center', va='center', transform=ax.transAxes)
+        ax.set(xticks=[], yticks=[])
     ax.set(title='what the method publishes', ylabel='value ÷ its largest |value|')
     if not ax.get_xlabel(): epoch_axis(ax)
 

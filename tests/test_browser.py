@@ -125,3 +125,120 @@ def test_dashboard_in_jupyterlab(lab, tmp_path):
             try: page.evaluate("() => window.jupyterapp.shell.currentWidget.sessionContext.shutdown()")
             except Exception: pass
             browser.close()
+
+# Records every image a notebook output area shows, as it appears or changes (a live figure is redrawn in place:
+# the same <img> gets a new src, or its output is replaced by one new <img>).
+RECORD_IMAGES = """() => {
+  window.__renders = []; window.__maxImgs = 0;
+  const seen = () => {
+    const imgs = [...document.querySelectorAll('.jp-CodeCell .jp-OutputArea-output img')];
+    window.__maxImgs = Math.max(window.__maxImgs, imgs.length);
+    for (const i of imgs) if (i.src && window.__renders[window.__renders.length - 1] !== i.src) window.__renders.push(i.src);
+  };
+  new MutationObserver(seen).observe(document.body, {subtree: true, childList: true, attributes: true, attributeFilter: ['src']});
+}"""
+
+def test_live_figure_is_redrawn_in_place_in_jupyterlab(lab):
+    "A method's training cell, run in JupyterLab: one figure appears and is redrawn in place as epochs pass."
+    import nbformat
+    base, token, root = lab
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        "from balance_nb.experiment import run\n"
+        "r = run(trainer='OGM', dataset='MFeat', epochs=4, out=None, store=None, progress=False)   # live=None: live in a kernel")],
+        metadata={'kernelspec': {'name': 'python3', 'display_name': 'Python 3', 'language': 'python'}})
+    nbformat.write(nb, root/'nbs'/'live_demo.ipynb')
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            page = browser.new_page(viewport={'width': 1500, 'height': 1000})
+            page.goto(f'{base}/lab/tree/nbs/live_demo.ipynb?token={token}&reset')
+            page.wait_for_function(KERNEL_IDLE, timeout=120_000)
+            page.evaluate(RECORD_IMAGES)
+            page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+            page.wait_for_function(ALL_CELLS_DONE, timeout=600_000, polling=500)
+            page.wait_for_function(KERNEL_IDLE, timeout=60_000)
+            errors = page.locator('.jp-OutputArea-output:has-text("Traceback (most recent call last)")')
+            assert errors.count() == 0, errors.first.inner_text()[-3000:]
+            imgs = page.locator('.jp-CodeCell .jp-OutputArea-output img')
+            assert imgs.count() == 1                                          # one figure at the end ...
+            assert page.evaluate('window.__maxImgs') == 1                     # ... and never more than one on the way
+            renders = page.evaluate('window.__renders')
+            assert len(set(renders)) >= 3, len(set(renders))                  # first drawing + redraws after epochs
+            page.wait_for_function("() => document.querySelector('.jp-OutputArea-output img')?.naturalWidth > 800", timeout=30_000)
+        finally:
+            try: page.evaluate("() => window.jupyterapp.shell.currentWidget.sessionContext.shutdown()")
+            except Exception: pass
+            browser.close()
+
+@pytest.fixture(scope='module')
+def nbs_copy(tmp_path_factory):
+    "A temporary copy of nbs/ (the pages' store, ../runs, lands next to it, not in the repository)."
+    root = tmp_path_factory.mktemp('voila')
+    shutil.copytree(ROOT/'nbs', root/'nbs', ignore=shutil.ignore_patterns('.ipynb_checkpoints', 'runs', '_runs'))
+    return root
+
+def voila_page(root: Path, notebook: str, check):
+    "Serve `nbs/<notebook>` with the README's Voila command on a free port, open it in Chromium, run `check(page)`."
+    port = free_port()
+    env = {**os.environ, 'PYTHONPATH': str(ROOT), 'JUPYTER_RUNTIME_DIR': str(root/'runtime'),
+           'MPLBACKEND': 'module://matplotlib_inline.backend_inline', 'JUPYTER_PLATFORM_DIRS': '1'}
+    env.pop('IN_TEST', None)
+    log = open(root/f'voila-{port}.log', 'w')
+    proc = subprocess.Popen([sys.executable, '-m', 'voila', f'nbs/{notebook}', '--no-browser', '--Voila.ip=127.0.0.1',
+                             f'--port={port}', '--Voila.port_retries=0'], cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f'http://127.0.0.1:{port}/voila/static/', timeout=5); break
+            except urllib.error.HTTPError: break                 # the server answers
+            except OSError: pass
+            if proc.poll() is not None or time.time() > deadline:
+                raise RuntimeError(f"Voila did not start:\n{(root/f'voila-{port}.log').read_text()[-3000:]}")
+            time.sleep(0.5)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+            try:
+                page = browser.new_page(viewport={'width': 1500, 'height': 1000})
+                page.goto(f'http://127.0.0.1:{port}/', timeout=900_000)   # Voila runs every cell before it answers
+                try: page.locator('.bnb-dashboard').first.wait_for(state='visible', timeout=600_000)
+                except Exception as e:
+                    raise AssertionError(f"no dashboard on the Voila page of {notebook}; the page says:\n"
+                                         f"{page.locator('body').inner_text()[-3000:]}\nVoila's log:\n"
+                                         f"{(root/f'voila-{port}.log').read_text()[-3000:]}") from e
+                check(page)
+            finally: browser.close()
+    finally:
+        proc.terminate()
+        try: proc.wait(30)
+        except subprocess.TimeoutExpired: proc.kill(); proc.wait()
+        log.close()
+
+def test_voila_lesson_page_has_prose_dashboard_and_test_figures(nbs_copy):
+    "30_compare served with Voila: the lesson's text and figures, the dashboard in the middle, the test runs' figures after it."
+    def check(page):
+        text = page.locator('body').inner_text()
+        assert 'Traceback' not in text and 'Error' not in text.split('Try it')[0][-2000:]
+        for heading in ('Compare methods: the dashboard', 'Pictures of a comparison', 'The dashboard', 'Tests', 'Try it'):
+            assert heading in text, heading
+        assert 'def plot_comparison' not in text                         # no code on the page
+        order = page.evaluate("""() => {
+            const all = [...document.querySelectorAll('h2, .bnb-dashboard, img')];
+            return all.map(e => e.tagName === 'H2' ? 'h2:' + e.textContent.trim().replace(/¶$/, '') :
+                                e.classList.contains('bnb-dashboard') ? 'dashboard' :
+                                e.closest('.bnb-dashboard') ? null : 'img').filter(x => x);
+        }""")
+        dash = order.index('dashboard')
+        assert 'img' in order[:dash] and order[dash + 1:].count('img') >= 2, order   # figures before and after it
+        assert any(o.startswith('h2:Tests') for o in order[dash:]), order
+    voila_page(nbs_copy, '30_compare.ipynb', check)
+
+def test_voila_teacher_page_is_the_dashboard_alone(nbs_copy):
+    def check(page):
+        text = page.locator('body').inner_text()
+        assert 'Compare balancing methods' in text and 'Traceback' not in text
+        assert page.locator('.bnb-dashboard').count() == 1 and page.locator('button.bnb-run').count() == 1
+        for lesson in ('Pictures of a comparison', 'Tests', 'Try it', 'CompareDashboard'):
+            assert lesson not in text, lesson                              # none of the lesson around it
+        assert page.locator('h2').count() == 0
+    voila_page(nbs_copy, 'dashboard.ipynb', check)

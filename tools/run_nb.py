@@ -31,7 +31,7 @@ def run_kernel(nb: Path, out: Path, timeout: int = 900) -> bool:
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
     os.environ.pop('IN_TEST', None)                 # a student's kernel has no IN_TEST
-    os.environ.setdefault('MPLBACKEND', 'module://matplotlib_inline.backend_inline')
+    os.environ['MPLBACKEND'] = 'module://matplotlib_inline.backend_inline'   # JupyterLab's inline figures, whatever the shell set
     book = nbformat.read(nb, as_version=4)
     client = NotebookClient(book, timeout=timeout, kernel_name='python3', resources={'metadata': {'path': str(nb.parent)}})
     ok = True
