@@ -1,4 +1,4 @@
-"The optimization-category methods (OGM, AGM, PMR, ReLearning, ReconBoost) trained from the command line, as a user runs them."
+"The optimization-category methods (OGM, AGM, PMR, ReLearning, ReconBoost) and Modality-valuation trained from the command line, as a user runs them."
 import os, subprocess, sys
 from pathlib import Path
 import pandas as pd
@@ -34,7 +34,10 @@ def test_trains_on_avdigits(tmp_path, trainer, flags, published):
 
 MF3 = ('--dataset', 'MFeat', '--views', 'pix,fou,mor', '--epochs', '1', '--no-reference')
 
-@pytest.mark.parametrize('trainer,published', [('AGM', 'coef_mor'), ('ReLearning', None), ('ReconBoost', 'boost_loss_mor')])
+# every optimization method and Modality-valuation runs on three modalities (the paper reports CMU-MOSEI numbers for
+# all of them; OGM, PMR and Sample follow BalanceMM's three-modality code paths)
+@pytest.mark.parametrize('trainer,published', [('AGM', 'coef_mor'), ('ReLearning', None), ('ReconBoost', 'boost_loss_mor'),
+                                               ('OGM', 'ratio_mor'), ('PMR', 'proto_score_mor'), ('Sample', None)])
 def test_three_modality_methods_train_on_mfeat(tmp_path, trainer, published):
     r = cli('--trainer', trainer, *MF3, '--out', str(tmp_path))
     assert r.returncode == 0, r.stderr[-3000:]
@@ -44,10 +47,19 @@ def test_three_modality_methods_train_on_mfeat(tmp_path, trainer, published):
     if published: assert steps[published].notna().any()
 
 @pytest.mark.parametrize('trainer', ['OGM', 'PMR'])
-def test_two_modality_methods_refuse_three_views(tmp_path, trainer):
-    r = cli('--trainer', trainer, *MF3, '--out', str(tmp_path))
+def test_three_modality_methods_refuse_four_views(tmp_path, trainer):
+    r = cli('--trainer', trainer, '--dataset', 'MFeat', '--views', 'pix,fou,mor,kar', '--epochs', '1', '--no-reference',
+            '--out', str(tmp_path))
     assert r.returncode == 2
-    assert 'at most 2 modalities' in r.stderr and 'pix, fou, mor' in r.stderr
+    assert 'at most 3 modalities' in r.stderr and 'pix, fou, mor, kar' in r.stderr
+
+def test_reconboost_reconcile_flag(tmp_path):
+    "The reproduction setting is the default; the paper's differentiable reconcilement term is one flag away."
+    r = cli('--trainer', 'ReconBoost', '--hp', 'reconcile=gradient', '--dataset', 'AVDigits', '--epochs', '1',
+            '--no-reference', '--out', str(tmp_path))
+    assert r.returncode == 0, r.stderr[-3000:]
+    r = cli('--trainer', 'ReconBoost', '--hp', 'reconcile=both', '--epochs', '1', '--no-reference', '--out', str(tmp_path))
+    assert r.returncode == 2 and 'detached, gradient' in r.stderr
 
 def test_relearning_short_run_reinitialises(tmp_path):
     "With --reinit_epoch 1 a 3-epoch MFeat run re-initialises after epoch 1 (not after the last) and publishes gaps and weights."
