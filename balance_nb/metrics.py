@@ -13,8 +13,9 @@ from .core import *
 from .learner import Callback
 
 # %% auto #0
-__all__ = ['confusion_matrix', 'accuracy', 'macro_f1', 'coalitions', 'exact_shapley', 'imbalance_degree', 'coalition_predictions',
-           'sample_shapley', 'MetricAccumulator', 'evaluate', 'EvalCB', 'GradNormCB', 'PassCounterCB', 'complexity']
+__all__ = ['confusion_matrix', 'accuracy', 'macro_f1', 'coalitions', 'exact_shapley', 'imbalance_degree', 'additive_fusion',
+           'coalition_predictions', 'sample_shapley', 'MetricAccumulator', 'evaluate', 'EvalCB', 'GradNormCB',
+           'PassCounterCB', 'complexity']
 
 # %% ../nbs/04_metrics.ipynb #951bf904
 def confusion_matrix(preds: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -52,20 +53,38 @@ def imbalance_degree(phi: dict[str, float]) -> float:
     return (max(vals) - min(vals)) / total if total > 0 else 0.0
 
 # %% ../nbs/04_metrics.ipynb #c07df97d
+def additive_fusion(model) -> bool:
+    "Whether `model`'s fused logits are the sum of per-modality logits that each depend on one modality only."
+    from balance_nb.models import MultimodalModel
+    return bool(type(model.fusion).__dict__.get('additive', False)) and type(model).fuse is MultimodalModel.fuse
+
 @torch.no_grad()
-def coalition_predictions(model, batch, out=None, brute_force: bool = False) -> dict[frozenset, torch.Tensor]:
+def coalition_predictions(model, batch, out=None, brute_force: bool = False, zero=None) -> dict[frozenset, torch.Tensor]:
     "Fused predictions for every coalition of modalities (absent ones zeroed at the input)."
     mods = model.modalities
     if brute_force or not getattr(model, 'separable', True):
         return {S: model(batch, drop=tuple(m for m in mods if m not in S)).logits.argmax(1) for S in coalitions(mods)}
     out = out if out is not None else model(batch)
-    zero, B = model.zero_features(batch), len(batch['label'])
-    preds = {}
-    for S in coalitions(mods):
-        if len(S) == len(mods): preds[S] = out.logits.argmax(1); continue
-        feats = {m: out.features[m] if m in S else zero[m].expand(B, -1) for m in mods}
-        preds[S] = model.fuse(feats).logits.argmax(1)
-    return preds
+    zero, B = (zero if zero is not None else model.zero_features(batch)), len(batch['label'])
+    refuse = lambda S: model.fuse({m: out.features[m] if m in S else zero[m].expand(B, -1) for m in mods}).logits.argmax(1)
+    subsets = coalitions(mods)
+    if not (additive_fusion(model) and out.unimodal is not None):
+        return {S: out.logits.argmax(1) if len(S) == len(mods) else refuse(S) for S in subsets}
+    z0 = model.fuse(zero).unimodal
+    real = torch.stack([out.unimodal[m] for m in mods])                           # (n, B, C)
+    absent = torch.stack([z0[m].expand_as(out.unimodal[m]) for m in mods])        # (n, B, C)
+    mask = torch.tensor([[m in S for m in mods] for S in subsets], dtype=real.dtype, device=real.device)
+    logits = torch.einsum('kn,nbc->kbc', mask, real - absent) + absent.sum(0)    # (2^n, B, C)
+    preds = logits.argmax(2)
+    preds[-1] = out.logits.argmax(1)                                              # the full coalition: the forward pass
+    best = logits[:-1].gather(2, preds[:-1, :, None])                              # (2^n - 1, B, 1)
+    second = logits[:-1].scatter(2, preds[:-1, :, None], -math.inf).amax(2, keepdim=True)
+    ks, rows = (best - second <= 1e-5 * (1 + best.abs())).squeeze(2).nonzero(as_tuple=True)
+    if len(ks):   # near-ties: the fusion decides them, all in one call
+        feats = {m: torch.where(mask[ks, j, None] > 0, out.features[m][rows], zero[m].expand(len(ks), -1))
+                 for j, m in enumerate(mods)}
+        preds[ks, rows] = model.fuse(feats).logits.argmax(1)
+    return dict(zip(subsets, preds))
 
 # %% ../nbs/04_metrics.ipynb #295e4a41
 def sample_shapley(model, batch, out=None, brute_force=False) -> dict[str, torch.Tensor]:
@@ -80,7 +99,7 @@ class MetricAccumulator:
     "Confusion matrices and coalition accuracies, accumulated batch by batch."
     def __init__(self, model, num_classes: int, shapley: bool = True, brute_force: bool = False):
         self.model, self.C, self.shapley, self.brute_force = model, num_classes, shapley, brute_force
-        self.cms, self.correct, self.n = {}, {}, 0
+        self.cms, self.correct, self.n, self.zero = {}, {}, 0, None
 
     def _add_cm(self, key, preds, y):
         cm = confusion_matrix(preds.cpu(), y.cpu(), self.C)
@@ -92,8 +111,11 @@ class MetricAccumulator:
         self._add_cm('fused', out.logits.argmax(1), y)
         for m, z in (out.unimodal or {}).items(): self._add_cm(m, z.argmax(1), y)
         if self.shapley:
-            for S, p in coalition_predictions(self.model, batch, out, self.brute_force).items():
-                self.correct[S] = self.correct.get(S, 0) + (p == y).sum().item()
+            # the zero-input features are one constant per modality while the model is fixed: compute them once
+            if self.zero is None and not self.brute_force and getattr(self.model, 'separable', True): self.zero = self.model.zero_features(batch)
+            preds = coalition_predictions(self.model, batch, out, self.brute_force, self.zero)
+            for S, c in zip(preds, torch.stack(list(preds.values())).eq(y).sum(1).tolist()):
+                self.correct[S] = self.correct.get(S, 0) + c
 
     def result(self) -> dict:
         "acc, f1, acc_<m>, f1_<m>, shapley_<m>, imbalance."

@@ -93,6 +93,10 @@ class ResNet18Encoder(nn.Module):
 class Fusion(nn.Module):
     "Base class: `forward(features) -> (logits, unimodal or None)`."
     has_unimodal = True
+    # `additive = True` (declared on the class itself, not inherited): the fused logits are the sum of the
+    # per-modality logits and each z_m depends on h_m alone. `04_metrics` then builds every Shapley coalition from
+    # the blocks. A subclass that changes `forward` must declare it again if it still holds.
+    additive = False
     def __init__(self, dims: dict[str, int], num_classes: int):
         super().__init__()
         self.modalities, self.dims, self.num_classes = tuple(dims), dict(dims), num_classes
@@ -100,6 +104,7 @@ class Fusion(nn.Module):
 @FUSIONS.register('concat')
 class ConcatFusion(Fusion):
     "One linear head on the concatenated features; per-modality logits are its column blocks (+ bias/n)."
+    additive = True
     def __init__(self, dims, num_classes):
         super().__init__(dims, num_classes)
         self.head = nn.Linear(sum(dims.values()), num_classes)
@@ -117,6 +122,7 @@ class ConcatFusion(Fusion):
 @FUSIONS.register('sum')
 class SumFusion(Fusion):
     "A linear head per modality; fused logits are their sum."
+    additive = True
     def __init__(self, dims, num_classes):
         super().__init__(dims, num_classes)
         self.heads = nn.ModuleDict({m: nn.Linear(d, num_classes) for m, d in dims.items()})
@@ -127,6 +133,7 @@ class SumFusion(Fusion):
 @FUSIONS.register('shared')
 class SharedHeadFusion(Fusion):
     "One linear head shared by all modalities (MLA, ReconBoost); fused logits are the sum of its outputs."
+    additive = True
     def __init__(self, dims, num_classes):
         super().__init__(dims, num_classes)
         if len(set(dims.values())) != 1:
@@ -196,9 +203,10 @@ class MultimodalModel(nn.Module):
     @torch.no_grad()
     def zero_features(self, batch) -> dict[str, torch.Tensor]:
         "Features (1, d_m) of an all-zero input of each modality — eval mode, so one constant vector per modality."
-        was = self.training; self.eval()
+        was = self.training
+        if was: self.eval()             # (switching walks every module: skip it when already in eval mode)
         out = {m: self.encoders[m](torch.zeros_like(batch[m][:1])) for m in self.modalities}
-        self.train(was)
+        if was: self.train()
         return out
 
 # %% ../nbs/02_models.ipynb #db6d3d05
