@@ -23,10 +23,10 @@ __all__ = ['CATEGORIES', 'DATASET_MODULES', 'BALANCEMM_MODELS', 'DATASET_ALIASES
            'COURSE_BUDGET', 'METHOD_FLAGS', 'FLAG_TO_HPARAM', 'DATASET_FLAGS', 'FLAG_TO_KNOB', 'SUBCOMMANDS',
            'method_modules', 'load_methods', 'methods_by_category', 'method_aliases', 'ConfigError', 'CLIError',
            'balancemm_model', 'RunConfig', 'declared_types', 'coerce', 'check_range', 'method_hparam_types',
-           'dataset_knob_types', 'typed_config', 'ResultStore', 'course_store', 'RunResult', 'make_method',
-           'run_dir_for', 'recorded_environment', 'RunFilesCB', 'TensorBoardCB', 'run', 'final_metrics',
-           'unimodal_references', 'add_gaps', 'course_run', 'results_table', 'format_summary', 'evaluate_run',
-           'build_parser', 'config_from_args', 'main', 'eval_main']
+           'dataset_knob_types', 'typed_config', 'ResultStore', 'repository_root', 'course_store', 'use_installed_data',
+           'RunResult', 'make_method', 'run_dir_for', 'recorded_environment', 'RunFilesCB', 'TensorBoardCB', 'run',
+           'final_metrics', 'unimodal_references', 'add_gaps', 'course_run', 'results_table', 'format_summary',
+           'evaluate_run', 'build_parser', 'config_from_args', 'main', 'eval_main']
 
 # %% ../nbs/06_experiment.ipynb #2f8ca166
 CATEGORIES = ('baseline', 'data', 'feed-forward', 'objective', 'optimization')
@@ -275,9 +275,29 @@ class ResultStore:
         return pd.DataFrame(recs)
 
 # %% ../nbs/06_experiment.ipynb #ce5b012e
+def repository_root() -> Path | None:
+    "The clone the package was imported from (a folder with `pyproject.toml` and `nbs/`), or None for an installed package."
+    import balance_nb
+    root = Path(balance_nb.__file__).resolve().parent.parent
+    return root if (root/'pyproject.toml').exists() and (root/'nbs').is_dir() else None
+
 def course_store() -> ResultStore:
-    "The result store at `<repository>/runs/results.sqlite` (the CLI's default when run from the repository root)."
-    return ResultStore(data_root().parent/'runs'/'results.sqlite')
+    "The course's store: `$BALANCE_NB_STORE`, else `<repository>/runs/results.sqlite` in a clone, else `./runs/results.sqlite`."
+    if env := os.environ.get('BALANCE_NB_STORE'): return ResultStore(env)
+    root = repository_root()
+    return ResultStore((root if root else Path.cwd())/'runs'/'results.sqlite')
+
+# %% ../nbs/06_experiment.ipynb #bfcdf79a
+def use_installed_data() -> Path | None:
+    "Point `BALANCE_NB_DATA` at the installed `balance_nb_data` package when there is no data beside the package."
+    if os.environ.get('BALANCE_NB_DATA') or data_root().exists(): return None
+    import importlib.util
+    spec = importlib.util.find_spec('balance_nb_data')
+    if spec is None or not spec.submodule_search_locations: return None
+    os.environ['BALANCE_NB_DATA'] = path = str(list(spec.submodule_search_locations)[0])
+    return Path(path)
+
+use_installed_data()
 
 # %% ../nbs/06_experiment.ipynb #f814d15f
 @dataclass
