@@ -30,8 +30,8 @@ __all__ = ['SPLITS', 'IMAGE_EXTS', 'IMAGENET_MEAN', 'IMAGENET_STD', 'CREMAD_LAYO
            'read_cremad_list', 'CREMAD', 'KineticsSounds', 'VGGSound', 'Balance', 'UCF101', 'clean_title',
            'basic_tokenize', 'Tokenizer', 'FOOD101', 'CMUMOSEI', 'SeqTransformerEncoder', 'read_safetensors',
            'load_bert_state', 'BertEncoder', 'TextTransformerEncoder', 'write_tiny_bert', 'fabricate_tree',
-           'MediaError', 'ffmpeg_path', 'extract_frames', 'read_audio', 'sha256', 'prepare', 'prepare_main',
-           'fabricate_raw_cremad']
+           'MediaError', 'ffmpeg_path', 'extract_frames', 'read_audio', 'sha256', 'prepare', 'check_prepare_args',
+           'prepare_main', 'fabricate_raw_cremad']
 
 # %% ../nbs/20_benchmark_datasets.ipynb #f6ee7a1c
 SPLITS = ('train', 'valid', 'test')
@@ -907,8 +907,8 @@ def prepare(kind: str, raw, out, fps: float = 2.0, frame_size: int | None = 256,
     "Turn the raw media of `kind` into the loader's layout under `out`; resumable; returns the report."
     if kind not in PREPARE_LAYOUTS: raise UnknownNameError(f"Unknown dataset {kind!r} for prepare. Valid: {', '.join(PREPARE_LAYOUTS)}.")
     raw, out = require_path(Path(raw), PREPARE_LAYOUTS[kind]), Path(out)
+    check_prepare_args(kind, out, splits)                # before anything is decoded
     ffmpeg_path()
-    out.mkdir(parents=True, exist_ok=True)
     settings = {'dataset': kind, 'fps': fps, 'frame_size': frame_size, 'audio': asdict(audio)}
     sfile = out/'audio_settings.json'
     if sfile.exists():
@@ -949,6 +949,19 @@ def prepare(kind: str, raw, out, fps: float = 2.0, frame_size: int | None = 256,
     report = {'dataset': kind, 'clips': len(items), 'prepared': new, 'skipped_done': skipped, 'unreadable': failed}
     (out/'prepare_report.json').write_text(json.dumps(report, indent=1))
     return report
+
+def check_prepare_args(kind: str, out: Path, splits=None):
+    "Fail before any decoding: CREMA-D's split lists must exist and `out` must be a writable folder."
+    if kind == 'cremad':
+        sdir = Path(splits) if splits else data_root()/'ogm_ge_cremad_splits'
+        missing = [str(sdir/f'{s}.csv') for s in ('train', 'test') if not (sdir/f'{s}.csv').is_file()]
+        if missing: raise MissingDataError(f"Missing CREMA-D split list(s): {', '.join(missing)}. Give `--splits DIR` "
+                                           f"(a folder with train.csv and test.csv, `<clip>,<EMO>` lines).")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out/'.write_test'; probe.write_text(''); probe.unlink()
+    except OSError as e:
+        raise MissingDataError(f"--out {out} is not a writable folder ({e.strerror}). Give another `--out DIR`.") from None
 
 def _write_cremad_lists(out, keys, splits=None):
     "train.csv / test.csv from OGM-GE's lists (or `splits`), keeping the prepared clips."
