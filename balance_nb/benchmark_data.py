@@ -26,12 +26,12 @@ from .models import ResNet18Encoder, build_model
 __all__ = ['SPLITS', 'IMAGE_EXTS', 'IMAGENET_MEAN', 'IMAGENET_STD', 'CREMAD_LAYOUT', 'CREMAD_EMOTIONS', 'AV_CLIPS_LAYOUT',
            'KS_LAYOUT', 'VGG_LAYOUT', 'BALANCE_LAYOUT', 'UCF_LAYOUT', 'FOOD_LAYOUT', 'MOSEI_LAYOUT', 'BERT_FILES',
            'FAB_AUDIO', 'VIDEO_EXTS', 'PREPARE_LAYOUTS', 'check_split', 'carve_validation', 'list_frames',
-           'segment_indices', 'frames_to_tensor', 'AudioSettings', 'waveform_to_spectrogram', 'BenchmarkDataset',
-           'read_cremad_list', 'CREMAD', 'KineticsSounds', 'VGGSound', 'Balance', 'UCF101', 'clean_title',
-           'basic_tokenize', 'Tokenizer', 'FOOD101', 'CMUMOSEI', 'SeqTransformerEncoder', 'read_safetensors',
-           'load_bert_state', 'BertEncoder', 'TextTransformerEncoder', 'write_tiny_bert', 'fabricate_tree',
-           'MediaError', 'ffmpeg_path', 'extract_frames', 'read_audio', 'sha256', 'prepare', 'check_prepare_args',
-           'prepare_main', 'fabricate_raw_cremad']
+           'segment_indices', 'frames_to_tensor', 'AudioSettings', 'waveform_to_spectrogram', 'CorruptMediaError',
+           'BenchmarkDataset', 'read_cremad_list', 'CREMAD', 'KineticsSounds', 'VGGSound', 'Balance', 'UCF101',
+           'clean_title', 'basic_tokenize', 'Tokenizer', 'FOOD101', 'CMUMOSEI', 'SeqTransformerEncoder',
+           'read_safetensors', 'load_bert_state', 'BertEncoder', 'TextTransformerEncoder', 'write_tiny_bert',
+           'fabricate_tree', 'MediaError', 'ffmpeg_path', 'extract_frames', 'read_audio', 'sha256', 'prepare',
+           'check_prepare_args', 'prepare_main', 'fabricate_raw_cremad']
 
 # %% ../nbs/20_benchmark_datasets.ipynb #f6ee7a1c
 SPLITS = ('train', 'valid', 'test')
@@ -123,6 +123,8 @@ def _documented(layout: str):
         return cls
     return deco
 
+class CorruptMediaError(ValueError): "A media file of a benchmark tree exists but cannot be decoded; the message names it."
+
 class BenchmarkDataset(torch.utils.data.Dataset):
     "Base of the file-backed benchmark datasets: items + labels → batch dicts."
     batch_indexable = False
@@ -154,11 +156,15 @@ class BenchmarkDataset(torch.utils.data.Dataset):
             samples = [self[int(j)] for j in i]
             return {k: torch.stack([s[k] for s in samples]) for k in samples[0]}
         i = int(i)
-        if self.train:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed((self.seed * 1_000_003 + self.epoch * 100_003 + i) % 2**62)
-                x = self.load(self.items[i], True)
-        else: x = self.load(self.items[i], False)
+        try:
+            if self.train:
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed((self.seed * 1_000_003 + self.epoch * 100_003 + i) % 2**62)
+                    x = self.load(self.items[i], True)
+            else: x = self.load(self.items[i], False)
+        except (OSError, ValueError, RuntimeError, EOFError, pickle.UnpicklingError) as e:   # a corrupt or empty file
+            raise CorruptMediaError(f"{self.name}: cannot read sample {i} ({self.items[i]}): {e}. "
+                                    f"Replace or delete that file (or re-run prepare).") from None
         return x | {'label': torch.tensor(self.labels[i]), 'idx': torch.tensor(i)}
 
     @property
