@@ -128,3 +128,21 @@ def test_eval_reproduces_final_table(tmp_path):
     assert b.returncode == 2            # --checkpoint belongs to `eval`
     b = cli('eval', str(run_dir), '--checkpoint', 'best', '--split', 'valid')
     assert b.returncode == 0 and 'evaluated: best.pt' in b.stdout and 'valid split' in b.stdout
+
+def test_tensorboard_writes_events_or_says_what_to_install(tmp_path):
+    import importlib.util
+    code, err = run_main('--dataset', 'MFeat', '--epochs', '1', '--no-reference', '--tensorboard', '--out', str(tmp_path))
+    if importlib.util.find_spec('tensorboard') is None:
+        assert code == 2 and 'pip install tensorboard' in err and 'Traceback' not in err
+    else:
+        assert code == 0 and list(tmp_path.glob('*/tensorboard/events.out.tfevents.*'))
+
+def test_progress_files_follow_a_run(tmp_path):
+    import json as _json
+    code, err = run_main('--dataset', 'MFeat', '--epochs', '2', '--no-reference', '--out', str(tmp_path))
+    assert code == 0, err
+    run_dir = next(p for p in tmp_path.iterdir() if p.is_dir())
+    prog = _json.loads((run_dir/'progress.json').read_text())
+    assert prog['state'] == 'finished' and prog['epoch'] == prog['epochs'] == 2 and 'acc' in prog['last_epoch']
+    yml = (run_dir/'config.yaml').read_text()
+    assert 'torch_threads' in yml and 'torch_version' in yml
