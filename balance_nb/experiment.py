@@ -513,7 +513,7 @@ def evaluate_run(run_dir, split: str = 'test', checkpoint: str = 'last', device:
     return RunResult(c, m, hist, rd, learn)
 
 # %% ../nbs/06_experiment.ipynb #35e1f8a6
-# flag → (hyper-parameter name, type). The seed's flags, with the types they should have had.
+# flag → (hyper-parameter name, type). BalanceMM's flags, with the types they should have had.
 METHOD_FLAGS = {
     'alpha': float, 'eta': float, 'lam': float, 'scaling': float, 'sigma': float, 'eps': float, 'T_epochs': int,
     'weight1': float, 'weight2': float, 'q_base': float, 'p_exe': float, 'part_ratio': float, 'momentum': float,
