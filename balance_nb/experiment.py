@@ -21,26 +21,40 @@ from .analysis import save_history_plots, LivePlotCB, live_default
 # %% auto #0
 __all__ = ['CATEGORIES', 'DATASET_MODULES', 'BALANCEMM_MODELS', 'DATASET_ALIASES', 'POSITIVE', 'NON_NEGATIVE', 'UNIT_INTERVAL',
            'COURSE_BUDGET', 'METHOD_FLAGS', 'FLAG_TO_HPARAM', 'DATASET_FLAGS', 'FLAG_TO_KNOB', 'SUBCOMMANDS',
-           'method_modules', 'load_methods', 'methods_by_category', 'method_aliases', 'ConfigError', 'CLIError',
-           'balancemm_model', 'RunConfig', 'declared_types', 'coerce', 'check_range', 'method_hparam_types',
-           'dataset_knob_types', 'typed_config', 'ResultStore', 'repository_root', 'course_store', 'use_installed_data',
-           'RunResult', 'make_method', 'run_dir_for', 'recorded_environment', 'RunFilesCB', 'TensorBoardCB', 'run',
-           'final_metrics', 'unimodal_references', 'add_gaps', 'course_run', 'results_table', 'format_summary',
-           'evaluate_run', 'build_parser', 'config_from_args', 'main', 'eval_main']
+           'method_modules', 'dataset_modules', 'load_datasets', 'load_methods', 'methods_by_category',
+           'method_aliases', 'ConfigError', 'CLIError', 'balancemm_model', 'RunConfig', 'declared_types', 'coerce',
+           'check_range', 'method_hparam_types', 'dataset_knob_types', 'typed_config', 'ResultStore', 'repository_root',
+           'course_store', 'use_installed_data', 'RunResult', 'make_method', 'run_dir_for', 'recorded_environment',
+           'RunFilesCB', 'TensorBoardCB', 'run', 'final_metrics', 'unimodal_references', 'add_gaps', 'course_run',
+           'results_table', 'format_summary', 'evaluate_run', 'build_parser', 'config_from_args', 'main', 'eval_main']
 
 # %% ../nbs/06_experiment.ipynb #2f8ca166
 CATEGORIES = ('baseline', 'data', 'feed-forward', 'objective', 'optimization')
 DATASET_MODULES = ('balance_nb.benchmark_data',)   # registers the seven benchmark datasets and their encoders
 
+def _package_modules(package: str) -> list[str]:
+    "Every public module of `package` (e.g. 'balance_nb.methods'), by name."
+    pkg = importlib.import_module(package)
+    return [f'{package}.{m.name}' for m in pkgutil.iter_modules(pkg.__path__) if not m.name.startswith('_')]
+
 def method_modules() -> list[str]:
     "Every module of the `balance_nb.methods` package (the category notebooks and any you add)."
-    import balance_nb.methods as pkg
-    return [f'balance_nb.methods.{m.name}' for m in pkgutil.iter_modules(pkg.__path__) if not m.name.startswith('_')]
+    return _package_modules('balance_nb.methods')
+
+def dataset_modules() -> list[str]:
+    "The benchmark loaders and every module of the `balance_nb.datasets` package (each notebook exporting to `datasets.<name>`)."
+    return [*DATASET_MODULES, *_package_modules('balance_nb.datasets')]
+
+def load_datasets() -> Registry:
+    "Import every dataset module (each registers its datasets); return the filled `DATASETS` registry."
+    for mod in dataset_modules(): importlib.import_module(mod)
+    return DATASETS
 
 def load_methods(plugins=()) -> Registry:
-    "Import the method modules and `plugins`; return the filled `METHODS` registry."
+    "Import the dataset and method modules and `plugins`; return the filled `METHODS` registry."
     env = [p for p in os.environ.get('BALANCE_NB_PLUGINS', '').split(',') if p]
-    for mod in (*DATASET_MODULES, *method_modules()): importlib.import_module(mod)
+    load_datasets()
+    for mod in method_modules(): importlib.import_module(mod)
     for mod in (*env, *plugins):
         try: importlib.import_module(mod)
         except ModuleNotFoundError as e:

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from ..learner import BalancingMethod, register_method
 
 # %% auto #0
-__all__ = ['uniaux_scores', 'uniaux_weights', 'UniAux', 'dataset_modules', 'load_datasets']
+__all__ = ['uniaux_scores', 'uniaux_weights', 'UniAux']
 
 # %% ../../nbs/40_your_own_method.ipynb #149550c8
 def uniaux_scores(unimodal: dict, y: torch.Tensor) -> torch.Tensor:
@@ -41,20 +41,3 @@ class UniAux(BalancingMethod):
         learn.loss = learn.loss + self.lam * sum(w * F.cross_entropy(uni[m], y) for w, m in zip(weights, uni))
         learn.log(**{f'uniaux_weight_{m}': w for m, w in zip(uni, weights)},
                   **{f'uniaux_score_{m}': s for m, s in zip(uni, scores)})
-
-# %% ../../nbs/40_your_own_method.ipynb #fbe73c5d
-import importlib, pkgutil
-from ..core import DATASETS, Registry
-
-def dataset_modules() -> list[str]:
-    "Every module of the `balance_nb.datasets` package (each notebook that exports to `datasets.<name>`)."
-    pkg = importlib.import_module('balance_nb.datasets')
-    return [f'balance_nb.datasets.{m.name}' for m in pkgutil.iter_modules(pkg.__path__) if not m.name.startswith('_')]
-
-def load_datasets() -> Registry:
-    "Import every dataset module (each registers its datasets); return the filled `DATASETS` registry."
-    for mod in dataset_modules(): importlib.import_module(mod)
-    return DATASETS
-
-# %% ../../nbs/40_your_own_method.ipynb #ab8fca60
-load_datasets()
