@@ -52,3 +52,9 @@ def test_runner_kernel_mode_runs_what_nbdev_skips_and_sees_a_kernel(tmp_path):
                           env=env, capture_output=True, text=True)
     assert done.returncode == 1 and 'boom' in done.stderr
     assert nbformat.read(src, 4).cells[0].outputs == []        # a failed run leaves the notebook as it was
+
+def test_runner_refuses_output_flags_without_a_kernel():
+    "--inplace and --out write an executed notebook, which only a kernel run makes: exit 2 and the fix named."
+    for flag in (['--inplace'], ['--out', 'x.ipynb']):
+        done = subprocess.run([sys.executable, str(ROOT/'tools'/'run_nb.py'), str(NBS[0]), *flag], capture_output=True, text=True)
+        assert done.returncode == 2 and '--inplace and --out go with --kernel' in done.stderr, done.stderr
