@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 import torch.nn.functional as F
-import torchvision
 from .core import *
 
 # %% auto #0
@@ -64,6 +63,7 @@ class ResNet18Encoder(nn.Module):
     def __init__(self, input_shape: tuple, out_dim: int = 512, weights_path: str | None = None):
         super().__init__()
         cin = input_shape[-3] if len(input_shape) >= 3 else 1
+        import torchvision   # here, not at the top: importing it takes ~2 s, and only ResNet users should pay that
         net = torchvision.models.resnet18(weights=None)
         if cin != 3: net.conv1 = nn.Conv2d(cin, 64, 7, 2, 3, bias=False)
         for m in net.modules():

@@ -42,6 +42,17 @@ def run_kernel(nb: Path, out: Path, timeout: int = 900) -> bool:
     finally: nbformat.write(book, out)
     return ok
 
+def cell_seconds(book) -> list[tuple[float, int, str]]:
+    "(seconds, cell number, first source line) of every executed code cell, from the timing nbclient records."
+    from datetime import datetime
+    out = []
+    for i, c in enumerate(book.cells):
+        t = c.get('metadata', {}).get('execution', {})
+        if c.cell_type == 'code' and 'iopub.execute_input' in t and 'shell.execute_reply' in t:
+            dt = (datetime.fromisoformat(t['shell.execute_reply'].rstrip('Z')) - datetime.fromisoformat(t['iopub.execute_input'].rstrip('Z')))
+            out.append((dt.total_seconds(), i, (c.source.strip().splitlines() or [''])[0][:70]))
+    return out
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('notebook')
@@ -49,6 +60,7 @@ def main():
     p.add_argument('--kernel', action='store_true', help='run every cell in a real ipykernel (nbclient), as Run All does')
     p.add_argument('--inplace', action='store_true', help='--kernel: write the outputs back into the notebook')
     p.add_argument('--out', help='--kernel: where to write the executed notebook (default: a temporary file)')
+    p.add_argument('--slowest', type=int, default=0, metavar='N', help='--kernel: print the N slowest cells with their seconds')
     p.add_argument('--timeout', type=int, default=900, help='--kernel: seconds one cell may take (default 900)')
     a = p.parse_args()
     nb = Path(a.notebook).resolve()
@@ -62,6 +74,10 @@ def main():
             shutil.copyfile(out, nb)
             subprocess.run([str(Path(sys.executable).with_name('nbdev-clean')), '--fname', str(nb)], check=True)
         elif not a.out: print(f"executed copy: {out}")
+        if a.slowest:
+            import nbformat
+            for sec, i, first in sorted(cell_seconds(nbformat.read(out, as_version=4)), reverse=True)[:a.slowest]:
+                print(f"  {sec:6.1f} s  cell {i:3d}  {first}")
     else:
         os.environ.setdefault('MPLBACKEND', 'Agg')
         ok = run_nbdev(nb, a.skip)
