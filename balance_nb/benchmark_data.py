@@ -23,15 +23,15 @@ from .data import (MissingDataError, require_path, read_wav, data_root, TensorMu
 from .models import ResNet18Encoder, build_model
 
 # %% auto #0
-__all__ = ['SPLITS', 'IMAGE_EXTS', 'IMAGENET_MEAN', 'IMAGENET_STD', 'CREMAD_LAYOUT', 'CREMAD_EMOTIONS', 'AV_CLIPS_LAYOUT',
-           'KS_LAYOUT', 'VGG_LAYOUT', 'BALANCE_LAYOUT', 'UCF_LAYOUT', 'FOOD_LAYOUT', 'MOSEI_LAYOUT', 'BERT_FILES',
-           'FAB_AUDIO', 'VIDEO_EXTS', 'PREPARE_LAYOUTS', 'check_split', 'carve_validation', 'list_frames',
+__all__ = ['SPLITS', 'IMAGE_EXTS', 'IMAGENET_MEAN', 'IMAGENET_STD', 'ON_ERROR', 'CREMAD_LAYOUT', 'CREMAD_EMOTIONS',
+           'AV_CLIPS_LAYOUT', 'KS_LAYOUT', 'VGG_LAYOUT', 'BALANCE_LAYOUT', 'UCF_LAYOUT', 'FOOD_LAYOUT', 'MOSEI_LAYOUT',
+           'BERT_FILES', 'FAB_AUDIO', 'VIDEO_EXTS', 'PREPARE_LAYOUTS', 'check_split', 'carve_validation', 'list_frames',
            'segment_indices', 'frames_to_tensor', 'AudioSettings', 'waveform_to_spectrogram', 'CorruptMediaError',
-           'BenchmarkDataset', 'read_cremad_list', 'CREMAD', 'KineticsSounds', 'VGGSound', 'Balance', 'UCF101',
-           'clean_title', 'basic_tokenize', 'Tokenizer', 'FOOD101', 'CMUMOSEI', 'SeqTransformerEncoder',
-           'read_safetensors', 'load_bert_state', 'BertEncoder', 'TextTransformerEncoder', 'write_tiny_bert',
-           'fabricate_tree', 'MediaError', 'ffmpeg_path', 'extract_frames', 'read_audio', 'sha256', 'prepare',
-           'check_prepare_args', 'prepare_main', 'fabricate_raw_cremad']
+           'check_on_error', 'check_media_file', 'BenchmarkDataset', 'read_cremad_list', 'CREMAD', 'KineticsSounds',
+           'VGGSound', 'Balance', 'UCF101', 'clean_title', 'basic_tokenize', 'Tokenizer', 'FOOD101', 'CMUMOSEI',
+           'SeqTransformerEncoder', 'read_safetensors', 'load_bert_state', 'BertEncoder', 'TextTransformerEncoder',
+           'write_tiny_bert', 'fabricate_tree', 'MediaError', 'ffmpeg_path', 'extract_frames', 'read_audio', 'sha256',
+           'prepare', 'check_prepare_args', 'prepare_main', 'fabricate_raw_cremad']
 
 # %% ../nbs/20_benchmark_datasets.ipynb #f6ee7a1c
 SPLITS = ('train', 'valid', 'test')
@@ -125,13 +125,42 @@ def _documented(layout: str):
 
 class CorruptMediaError(ValueError): "A media file of a benchmark tree exists but cannot be decoded; the message names it."
 
+ON_ERROR = ('stop', 'skip')
+
+def check_on_error(value, name: str) -> str:
+    "`value` if it is one of `ON_ERROR`, else a `ValueError` naming the dataset option and the allowed values."
+    if value not in ON_ERROR:
+        raise ValueError(f"{name} option on_error={value!r}: expected one of {', '.join(ON_ERROR)} "
+                         f"(CLI: --data-opt on_error=skip).")
+    return value
+
+def check_media_file(path: Path):
+    "Decode `path` completely (by its suffix); raise `CorruptMediaError` naming it if it is empty or unreadable."
+    path = Path(path)
+    try:
+        if path.stat().st_size == 0: raise ValueError('the file is empty')
+        suf = path.suffix.lower()
+        if suf == '.wav': read_wav(path)
+        elif suf == '.pt': torch.load(path, map_location='cpu', weights_only=True)
+        elif suf == '.npy': np.load(path)
+        elif suf == '.pkl':
+            with open(path, 'rb') as f: pickle.load(f)
+        elif suf in ('.hdf5', '.h5'):
+            import h5py
+            with h5py.File(path, 'r') as h:
+                for t in range(len(h['video'])): Image.open(io.BytesIO(np.asarray(h['video'][t]).tobytes())).load()
+        elif suf in IMAGE_EXTS: Image.open(path).load()
+    except (OSError, ValueError, RuntimeError, EOFError, KeyError, pickle.UnpicklingError) as e:
+        raise CorruptMediaError(f"{path}: {e}") from None
+
 class BenchmarkDataset(torch.utils.data.Dataset):
     "Base of the file-backed benchmark datasets: items + labels → batch dicts."
     batch_indexable = False
     modalities: tuple = ()
     LAYOUT = ''
 
-    def _setup(self, split, items, labels, classes, seed, num_workers, valid_fraction=0.1, carve=True, root=None):
+    def _setup(self, split, items, labels, classes, seed, num_workers, valid_fraction=0.1, carve=True, root=None,
+               on_error='stop'):
         "Keep `split` of `items`; when `carve`, train/valid are carved from the given (training) items."
         if carve and split in ('train', 'valid'):
             tr, va = carve_validation(labels, valid_fraction, seed)
@@ -146,32 +175,65 @@ class BenchmarkDataset(torch.utils.data.Dataset):
         self.seed, self.epoch, self.num_workers, self.root = seed, 0, num_workers, root
         self.train = split == 'train'
         self.name = f"{type(self).__name__}[{split}]"
+        self.on_error, self.skipped = on_error, []
+        if on_error == 'skip': self._drop_unreadable()
 
     def __len__(self): return len(self.items)
     def set_epoch(self, epoch: int): self.epoch = epoch
     def load(self, item, train: bool) -> dict: raise NotImplementedError
+    def media(self, item) -> list[Path]: raise NotImplementedError   # the files / frame folders of one sample
+
+    def media_files(self, item) -> list[Path]:
+        "Every file of sample `item` (a frame folder gives all its frames)."
+        return [f for p in self.media(item) for f in (list_frames(p) if p.is_dir() else [p])]
+
+    def unreadable(self, item) -> CorruptMediaError | None:
+        "The error of the first file of `item` that cannot be decoded, or None."
+        for f in self.media_files(item):
+            try: check_media_file(f)
+            except CorruptMediaError as e: return e
+        return None
+
+    def _drop_unreadable(self):
+        "on_error='skip': decode every file of the split once; drop the samples with an unreadable file and report them."
+        from concurrent.futures import ThreadPoolExecutor
+        with ThreadPoolExecutor(max(1, min(8, os.cpu_count() or 1))) as ex: errs = list(ex.map(self.unreadable, self.items))
+        self.skipped = [(item, str(e)) for item, e in zip(self.items, errs) if e is not None]
+        if not self.skipped: return
+        if len(self.skipped) == len(self.items):
+            raise CorruptMediaError(f"{self.name}: no sample of {self.root} can be read (first: {self.skipped[0][1]}).")
+        keep = [i for i, e in enumerate(errs) if e is None]
+        self.items, self.labels = [self.items[i] for i in keep], [self.labels[i] for i in keep]
+        first = '; '.join(reason for _, reason in self.skipped[:3])
+        warnings.warn(f"{self.name}: {len(self.skipped)} of {len(errs)} samples skipped (on_error=skip), "
+                      f"a media file cannot be read. First: {first}")
 
     def __getitem__(self, i):
         if not isinstance(i, (int, np.integer)) and not (torch.is_tensor(i) and i.dim() == 0):   # a list: one batch
             samples = [self[int(j)] for j in i]
             return {k: torch.stack([s[k] for s in samples]) for k in samples[0]}
         i = int(i)
-        try:
-            if self.train:
-                with torch.random.fork_rng(devices=[]):
-                    torch.manual_seed((self.seed * 1_000_003 + self.epoch * 100_003 + i) % 2**62)
-                    x = self.load(self.items[i], True)
-            else: x = self.load(self.items[i], False)
-        except (OSError, ValueError, RuntimeError, EOFError, pickle.UnpicklingError) as e:   # a corrupt or empty file
-            raise CorruptMediaError(f"{self.name}: cannot read sample {i} ({self.items[i]}): {e}. "
-                                    f"Replace or delete that file (or re-run prepare).") from None
+        if self.train:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed((self.seed * 1_000_003 + self.epoch * 100_003 + i) % 2**62)
+                x = self._load(i, True)
+        else: x = self._load(i, False)
         return x | {'label': torch.tensor(self.labels[i]), 'idx': torch.tensor(i)}
+
+    def _load(self, i: int, train: bool) -> dict:
+        "`load` of sample `i`; a corrupt or empty file becomes a `CorruptMediaError` naming it and `on_error`."
+        try: return self.load(self.items[i], train)
+        except (OSError, ValueError, RuntimeError, EOFError, pickle.UnpicklingError) as e:
+            found = self.unreadable(self.items[i])                   # the exact file, when a full decode finds it
+            raise CorruptMediaError(f"{self.name}: cannot read sample {i} ({self.items[i]}): {found or e}. "
+                                    f"Replace or delete that file (or re-run prepare), or drop unreadable samples: "
+                                    f"--data-opt on_error=skip (Python: on_error='skip').") from None
 
     @property
     def input_shapes(self) -> dict[str, tuple]:
         "Per-sample shape of every modality (read from the first sample, evaluation transforms)."
         if not hasattr(self, '_shapes'):
-            x = self.load(self.items[0], False)
+            x = self._load(0, False)
             self._shapes = {m: tuple(x[m].shape) for m in self.modalities}
         return self._shapes
 
@@ -192,7 +254,7 @@ def _keep_existing(rows, paths_of, min_frames: int, what: str):
         raise MissingDataError(f"Missing {missing[0][1]} (and the media of all {len(missing)} rows of {what}).")
     if missing:
         warnings.warn(f"{len(missing)} of {len(rows)} rows of {what} have no usable media and are skipped "
-                      f"(first: {missing[0][1]}).")
+                      f"(first: {', '.join(str(b) for _, b in missing[:3])}).")
     return [r for r, _ in kept]
 
 def _resnet(weights=None): return ('resnet18', {'out_dim': 512} | ({'weights_path': str(weights)} if weights else {}))
@@ -240,8 +302,9 @@ class CREMAD(BenchmarkDataset):
                  valid_fraction: float = 0.1,      # share of train held out (stratified) as validation
                  seed: int = 0,                    # validation carving and training draws
                  resnet_weights: str | None = None,  # local ImageNet ResNet-18 state dict for both encoders
-                 num_workers: int = 0):            # loader worker processes
-        check_split(split)
+                 num_workers: int = 0,             # loader worker processes
+                 on_error: str = 'stop'):          # a corrupt/empty media file: 'stop' (error naming it) or 'skip' it
+        check_split(split); check_on_error(on_error, 'CREMAD')
         root = require_path(_root(root, 'CREMAD'), CREMAD_LAYOUT)
         lst = require_path(root/('test.csv' if split == 'test' else 'train.csv'), CREMAD_LAYOUT)
         if (root/'audio').is_dir(): self.audio_dir, self.audio_ext = root/'audio', '.pt'
@@ -254,9 +317,10 @@ class CREMAD(BenchmarkDataset):
                               n_frames, lst)
         self.n_frames, self.image_size = n_frames, image_size
         self._setup(split, [r[0] for r in rows], [r[1] for r in rows], CREMAD_EMOTIONS, seed, num_workers,
-                    valid_fraction, carve=split != 'test', root=root)
+                    valid_fraction, carve=split != 'test', root=root, on_error=on_error)
         self.default_encoders = {'audio': _resnet(resnet_weights), 'visual': _resnet(resnet_weights)}
 
+    def media(self, clip): return [self.audio_dir/f"{clip}{self.audio_ext}", self.visual_dir/clip]
     def load(self, clip, train):
         p = self.audio_dir/f"{clip}{self.audio_ext}"
         if self.audio_ext == '.pt': spec = torch.load(p, map_location='cpu', weights_only=True).float()
@@ -285,6 +349,7 @@ class _AVClips(BenchmarkDataset):
     modalities = ('audio', 'visual')
     def _media(self, root, folder, clip):
         return root/'audio'/folder/f'{clip}.npy', root/'visual'/folder/clip
+    def media(self, item): return list(self._media(self.root, item[1], item[0]))
     def load(self, item, train):
         clip, folder = item
         a, v = self._media(self.root, folder, clip)
@@ -308,8 +373,8 @@ class KineticsSounds(_AVClips):
     "Kinetics-Sounds: audio spectrogram (1, F, T) + `n_frames` frames (T, 3, S, S); 31 classes."
     def __init__(self, split: str = 'train', root: str | Path | None = None, n_frames: int = 3, image_size: int = 224,
                  num_classes: int = 31, valid_fraction: float = 0.1, seed: int = 0,
-                 resnet_weights: str | None = None, num_workers: int = 0):
-        check_split(split)
+                 resnet_weights: str | None = None, num_workers: int = 0, on_error: str = 'stop'):
+        check_split(split); check_on_error(on_error, 'KineticsSounds')
         root = require_path(_root(root, 'KineticsSounds'), KS_LAYOUT)
         has_valid = (root/'valid.txt').exists()
         lst = require_path(root/{'train': 'train.txt', 'test': 'test.txt', 'valid': 'valid.txt' if has_valid else 'train.txt'}[split], KS_LAYOUT)
@@ -321,7 +386,7 @@ class KineticsSounds(_AVClips):
         self.root, self.n_frames, self.image_size = root, n_frames, image_size
         rows = _keep_existing(rows, lambda r: self._media(root, folder, r[0]), n_frames, lst)
         self._setup(split, [(r[0], folder) for r in rows], [r[1] for r in rows], [str(c) for c in range(num_classes)],
-                    seed, num_workers, valid_fraction, carve=split != 'test' and not has_valid, root=root)
+                    seed, num_workers, valid_fraction, carve=split != 'test' and not has_valid, root=root, on_error=on_error)
         self.default_encoders = {'audio': _resnet(resnet_weights), 'visual': _resnet(resnet_weights)}
 
 @DATASETS.register('VGGSound', modalities=('audio', 'visual'), num_classes=309, epochs=30)
@@ -329,8 +394,9 @@ class KineticsSounds(_AVClips):
 class VGGSound(_AVClips):
     "VGGSound: audio spectrogram (1, F, T) + `n_frames` frames (T, 3, S, S); 309 classes (those in the csv's train rows)."
     def __init__(self, split: str = 'train', root: str | Path | None = None, n_frames: int = 3, image_size: int = 224,
-                 valid_fraction: float = 0.1, seed: int = 0, resnet_weights: str | None = None, num_workers: int = 0):
-        check_split(split)
+                 valid_fraction: float = 0.1, seed: int = 0, resnet_weights: str | None = None, num_workers: int = 0,
+                 on_error: str = 'stop'):
+        check_split(split); check_on_error(on_error, 'VGGSound')
         root = require_path(_root(root, 'VGGSound'), VGG_LAYOUT)
         path = require_path(root/'vggsound.csv', VGG_LAYOUT)
         with open(path, newline='', encoding='utf-8') as f: rows = [r for r in csv.reader(f) if len(r) >= 4]
@@ -343,7 +409,7 @@ class VGGSound(_AVClips):
         self.root, self.n_frames, self.image_size = root, n_frames, image_size
         sel = _keep_existing(sel, lambda r: self._media(root, folder, r[0]), n_frames, f"{path} ({folder} rows)")
         self._setup(split, [(k, folder) for k, _ in sel], [l for _, l in sel], classes, seed, num_workers,
-                    valid_fraction, carve=split != 'test', root=root)
+                    valid_fraction, carve=split != 'test', root=root, on_error=on_error)
         self.default_encoders = {'audio': _resnet(resnet_weights), 'visual': _resnet(resnet_weights)}
 
 # %% ../nbs/20_benchmark_datasets.ipynb #bd06bd46
@@ -361,8 +427,8 @@ class Balance(BenchmarkDataset):
     modalities = ('audio', 'visual')
     def __init__(self, split: str = 'train', root: str | Path | None = None, annotation: str = 'balanced_av.json',
                  n_frames: int = 3, image_size: int = 224, valid_fraction: float = 0.1, seed: int = 0,
-                 resnet_weights: str | None = None, num_workers: int = 0):
-        check_split(split)
+                 resnet_weights: str | None = None, num_workers: int = 0, on_error: str = 'stop'):
+        check_split(split); check_on_error(on_error, 'Balance')
         root = require_path(_root(root, 'Balance'), BALANCE_LAYOUT)
         ann = json.loads(require_path(root/annotation, BALANCE_LAYOUT).read_text())
         for sub in ('audio', 'visual'): require_path(root/sub, BALANCE_LAYOUT)
@@ -373,9 +439,10 @@ class Balance(BenchmarkDataset):
         rows = _keep_existing(rows, lambda r: (root/'audio'/f'{r[0]}.pkl', root/'visual'/f'{r[0]}.hdf5'), 0, root/annotation)
         self.n_frames, self.image_size = n_frames, image_size
         self._setup(split, [r[0] for r in rows], [r[1] for r in rows], labels, seed, num_workers, valid_fraction,
-                    carve=split != 'test' and not has_valid, root=root)
+                    carve=split != 'test' and not has_valid, root=root, on_error=on_error)
         self.default_encoders = {'audio': _resnet(resnet_weights), 'visual': _resnet(resnet_weights)}
 
+    def media(self, clip): return [self.root/'audio'/f'{clip}.pkl', self.root/'visual'/f'{clip}.hdf5']
     def load(self, clip, train):
         import h5py
         with open(self.root/'audio'/f'{clip}.pkl', 'rb') as f: spec = np.asarray(pickle.load(f), dtype=np.float32)
@@ -403,8 +470,8 @@ class UCF101(BenchmarkDataset):
     modalities = ('visual', 'flow')
     def __init__(self, split: str = 'train', root: str | Path | None = None, split_id: int = 1, n_frames: int = 3,
                  image_size: int = 224, valid_fraction: float = 0.1, seed: int = 0,
-                 resnet_weights: str | None = None, num_workers: int = 0):
-        check_split(split)
+                 resnet_weights: str | None = None, num_workers: int = 0, on_error: str = 'stop'):
+        check_split(split); check_on_error(on_error, 'UCF101')
         root = require_path(_root(root, 'UCF101'), UCF_LAYOUT)
         lists = root/'ucfTrainTestlist'
         names = [l.split()[1] for l in require_path(lists/'classInd.txt', UCF_LAYOUT).read_text().splitlines() if l.strip()]
@@ -423,9 +490,10 @@ class UCF101(BenchmarkDataset):
         rows = _keep_existing(rows, lambda r: (self.rgb_dir/r[0], self.flow_dir/'u'/r[0], self.flow_dir/'v'/r[0]), 1, lst)
         self.n_frames, self.image_size = n_frames, image_size
         self._setup(split, [r[0] for r in rows], [r[1] for r in rows], classes, seed, num_workers, valid_fraction,
-                    carve=split != 'test', root=root)
+                    carve=split != 'test', root=root, on_error=on_error)
         self.default_encoders = {'visual': _resnet(resnet_weights), 'flow': _resnet(resnet_weights)}
 
+    def media(self, vid): return [self.rgb_dir/vid, self.flow_dir/'u'/vid, self.flow_dir/'v'/vid]
     def load(self, vid, train):
         rgb = list_frames(self.rgb_dir/vid)
         frames = [Image.open(rgb[t]).convert('RGB') for t in segment_indices(len(rgb), self.n_frames, train)]
@@ -525,9 +593,10 @@ class FOOD101(BenchmarkDataset):
     def __init__(self, split: str = 'train', root: str | Path | None = None, image_size: int = 224,
                  max_length: int = 40,             # tokens per title
                  bert_path: str | None = None,     # local BERT folder (vocab + weights); None: word vocab + small Transformer
-                 valid_fraction: float = 0.1, seed: int = 0, resnet_weights: str | None = None, num_workers: int = 0):
+                 valid_fraction: float = 0.1, seed: int = 0, resnet_weights: str | None = None, num_workers: int = 0,
+                 on_error: str = 'stop'):
         import pandas as pd
-        check_split(split)
+        check_split(split); check_on_error(on_error, 'FOOD101')
         root = require_path(_root(root, 'FOOD101'), FOOD_LAYOUT)
         folder = 'test' if split == 'test' else 'train'
         classes = sorted(p.name for p in require_path(root/'images'/'train', FOOD_LAYOUT).iterdir() if p.is_dir())
@@ -549,9 +618,10 @@ class FOOD101(BenchmarkDataset):
             text_enc = ('text_transformer', {'vocab_size': len(self.tokenizer.vocab), 'out_dim': 512})
         self.folder, self.image_size = folder, image_size
         self._setup(split, [(r[0], r[1], classes[r[2]]) for r in rows], [r[2] for r in rows], classes, seed,
-                    num_workers, valid_fraction, carve=split != 'test', root=root)
+                    num_workers, valid_fraction, carve=split != 'test', root=root, on_error=on_error)
         self.default_encoders = {'visual': _resnet(resnet_weights), 'text': text_enc}
 
+    def media(self, item): return [self.root/'images'/self.folder/item[2]/item[0]]
     def load(self, item, train):
         path, text, label = item
         img = Image.open(self.root/'images'/self.folder/label/path).convert('RGB')
@@ -570,11 +640,14 @@ def _mosei_pickle(path: Path, mtime: float):
     with open(path, 'rb') as f: return pickle.load(f)
 
 @DATASETS.register('CMUMOSEI', modalities=('audio', 'visual', 'text'), num_classes=2, epochs=30)
-def CMUMOSEI(split: str = 'train', root: str | Path | None = None, aligned: bool = False):
-    check_split(split)
+def CMUMOSEI(split: str = 'train', root: str | Path | None = None, aligned: bool = False, on_error: str = 'stop'):
+    check_split(split); check_on_error(on_error, 'CMUMOSEI')
     root = require_path(_root(root, 'CMUMOSEI'), MOSEI_LAYOUT)
     path = require_path(root/('mosei_senti_data.pkl' if aligned else 'mosei_senti_data_noalign.pkl'), MOSEI_LAYOUT)
-    d = _mosei_pickle(path, path.stat().st_mtime)
+    try: d = _mosei_pickle(path, path.stat().st_mtime)
+    except (OSError, ValueError, EOFError, pickle.UnpicklingError, AttributeError, ImportError) as e:
+        raise CorruptMediaError(f"{path} cannot be read ({type(e).__name__}: {e}). It holds every sample of CMU-MOSEI, "
+                                f"so on_error=skip cannot drop it: replace that file.") from None
     if split not in d: raise ValueError(f"{path} has no {split!r} part (it has {', '.join(d)}).")
     part = d[split]
     for k in ('audio', 'vision', 'text', 'labels'):

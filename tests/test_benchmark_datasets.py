@@ -186,6 +186,76 @@ def test_mosei_labels_and_inf(trees):
 
 
 # ---------------------------------------------------------------------------------------------------------------------
+# bad data: a corrupt or empty media file, on_error=stop|skip
+
+FOLDER_SIX = tuple(n for n in SEVEN if n != 'CMUMOSEI')
+
+def _break(path: Path, how: str):
+    "Make `path` unreadable: 'empty' (0 bytes) or 'cut' (its first 40 bytes only, a truncated copy)."
+    path.write_bytes(b'' if how == 'empty' else path.read_bytes()[:40])
+
+# (dataset, which file of the first test sample to break: 0 = first (audio / image), -1 = last (a frame), how)
+BROKEN = [(n, 0, 'cut') for n in FOLDER_SIX] + [(n, -1, 'empty') for n in FOLDER_SIX]
+
+@pytest.mark.parametrize('name,which,how', BROKEN, ids=[f'{n}-{w}-{h}' for n, w, h in BROKEN])
+def test_corrupt_file_stops_naming_it_or_is_skipped(trees, tmp_path, name, which, how):
+    root = tmp_path/name; shutil.copytree(trees[name], root)
+    ds = DATASETS[name]('test', root=root, **IMG)
+    n, item = len(ds), ds.items[0]
+    bad = ds.media_files(item)[which]
+    _break(bad, how)
+    if which == 0:                                                     # a file every read of the sample decodes:
+        with pytest.raises(bd.CorruptMediaError) as e:                 # on_error='stop' (default) stops the loader
+            for _ in make_loader(DATASETS[name]('test', root=root, **IMG), 8): pass
+        assert str(bad) in str(e.value) and 'on_error=skip' in str(e.value)
+    else:                                                              # the last frame: the test path may never read it,
+        assert str(bad) in str(ds.unreadable(item))                    # but a full decode of the sample finds it
+    with pytest.warns(UserWarning, match=f"1 of {n} samples skipped") as w:
+        sk = DATASETS[name]('test', root=root, on_error='skip', **IMG)
+    assert str(bad) in str(w[0].message)
+    assert len(sk) == n - 1 and item not in sk.items and [i for i, _ in sk.skipped] == [item]
+    assert sum(len(b['label']) for b in make_loader(sk, 8)) == n - 1    # what is left loads
+
+def test_corrupt_wav_in_the_ogm_ge_layout(tmp_path):
+    root = bd.fabricate_tree('CREMAD', tmp_path/'ogm', n_train=2, n_test=1, layout='ogm-ge', size=24)
+    ds = bd.CREMAD('test', root=root, image_size=32)
+    wav = ds.media_files(ds.items[0])[0]
+    assert wav.suffix == '.wav'
+    _break(wav, 'cut')
+    with pytest.raises(bd.CorruptMediaError, match=str(wav)): bd.CREMAD('test', root=root, image_size=32)[0]
+    with pytest.warns(UserWarning, match=str(wav)):
+        assert len(bd.CREMAD('test', root=root, image_size=32, on_error='skip')) == len(ds) - 1
+
+def test_corrupt_mosei_pickle_is_named(trees, tmp_path):
+    root = tmp_path/'m'; shutil.copytree(trees['CMUMOSEI'], root)
+    pkl = root/'mosei_senti_data_noalign.pkl'; _break(pkl, 'cut')
+    for mode in ('stop', 'skip'):
+        with pytest.raises(bd.CorruptMediaError, match='replace that file') as e: bd.CMUMOSEI('train', root=root, on_error=mode)
+        assert str(pkl) in str(e.value)
+
+@pytest.mark.parametrize('name', SEVEN)
+def test_on_error_value_is_checked_first(name, tmp_path):
+    # checked before the root is even looked at: the message names the option and the allowed values
+    with pytest.raises(ValueError, match=f"{name} option on_error='Skip': expected one of stop, skip"):
+        DATASETS[name]('train', root=tmp_path/'nowhere', on_error='Skip')
+
+def test_cli_corrupt_file_exit_2_or_skip(trees, tmp_path):
+    root = tmp_path/'c'; shutil.copytree(trees['CREMAD'], root)
+    train = bd.CREMAD('train', root=root)
+    first = train.items[0]
+    bad = root/'audio'/f'{first}.pt'; _break(bad, 'empty')            # a training clip: 'stop' fails at the first batch
+    args = ('--dataset', 'CREMAD', '--data-root', root, '--epochs', 1, '--device', 'cpu', '--batch-size', 8,
+            '--no-reference', '--data-opt', 'image_size=32')
+    code, _, err = _main(*args, '--out', tmp_path/'stop')
+    assert code == 2 and str(bad) in err and '--data-opt on_error=skip' in err and 'Traceback' not in err
+    with pytest.warns(UserWarning, match=f'1 of {len(train)} samples skipped.*{first}'):
+        code, out, err = _main(*args, '--out', tmp_path/'skip', '--data-opt', 'on_error=skip')
+    assert code == 0 and 'fused' in out, err
+    code, _, err = _main(*args, '--out', tmp_path/'bad', '--data-opt', 'on_error=ignore')
+    assert code == 2 and "on_error='ignore'" in err and 'stop, skip' in err and 'Traceback' not in err
+
+
+# ---------------------------------------------------------------------------------------------------------------------
 # prepare (ffmpeg)
 
 needs_ffmpeg = pytest.mark.skipif(shutil.which('ffmpeg') is None,

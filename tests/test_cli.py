@@ -129,13 +129,69 @@ def test_eval_reproduces_final_table(tmp_path):
     b = cli('eval', str(run_dir), '--checkpoint', 'best', '--split', 'valid')
     assert b.returncode == 0 and 'evaluated: best.pt' in b.stdout and 'valid split' in b.stdout
 
-def test_tensorboard_writes_events_or_says_what_to_install(tmp_path):
-    import importlib.util
+def test_tensorboard_events_read_back(tmp_path):
+    "--tensorboard: per-epoch (`epoch/<history.csv column>`) and per-step (`step/<steps.csv column>`) scalars."
+    import pandas as pd
+    try: from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    except ImportError: pytest.fail("tensorboard is not installed: it is in the [dev] extra (bash setup.sh, or pip install -e '.[dev]')")
+    code, err = run_main('--dataset', 'MFeat', '--epochs', '2', '--no-reference', '--tensorboard', '--out', str(tmp_path))
+    assert code == 0, err
+    run_dir = next(p for p in tmp_path.iterdir() if p.is_dir())
+    ea = EventAccumulator(str(run_dir/'tensorboard')); ea.Reload()
+    tags = set(ea.Tags()['scalars'])
+    hist, steps = pd.read_csv(run_dir/'history.csv'), pd.read_csv(run_dir/'steps.csv')
+    assert {'epoch/acc', 'epoch/train_loss', 'epoch/valid_loss', 'epoch/acc_pix', 'epoch/acc_mor', 'epoch/shapley_pix',
+            'epoch/shapley_mor', 'epoch/imbalance', 'step/loss', 'step/grad_norm_pix', 'step/grad_norm_mor'} <= tags
+    assert tags == {f'epoch/{c}' for c in hist.columns if c != 'epoch'} | {f'step/{c}' for c in steps.columns if c not in ('epoch', 'iter')}
+    acc = ea.Scalars('epoch/acc')
+    assert [e.step for e in acc] == [0, 1] and [e.value for e in acc] == pytest.approx(hist['acc'].tolist(), abs=1e-6)
+    loss = ea.Scalars('step/loss')
+    assert [e.step for e in loss] == steps['iter'].tolist() and [e.value for e in loss] == pytest.approx(steps['loss'].tolist(), rel=1e-6)
+
+def test_tensorboard_is_installed_by_the_projects_own_extras():
+    tomllib = pytest.importorskip('tomllib')                                   # Python >= 3.11
+    extras = tomllib.loads((ROOT/'pyproject.toml').read_text())['project']['optional-dependencies']
+    assert 'tensorboard' in extras['tensorboard'] and 'tensorboard' in extras['dev']        # setup.sh installs .[dev]
+    assert '".[dev]"' in (ROOT/'setup.sh').read_text()
+
+def test_tensorboard_missing_says_what_to_install(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, 'torch.utils.tensorboard', None)          # as if the package were not installed
     code, err = run_main('--dataset', 'MFeat', '--epochs', '1', '--no-reference', '--tensorboard', '--out', str(tmp_path))
-    if importlib.util.find_spec('tensorboard') is None:
-        assert code == 2 and 'pip install tensorboard' in err and 'Traceback' not in err
-    else:
-        assert code == 0 and list(tmp_path.glob('*/tensorboard/events.out.tfevents.*'))
+    assert code == 2 and "pip install 'balance_nb[tensorboard]'" in err and 'pip install tensorboard' in err and 'Traceback' not in err
+
+def test_watch_a_running_cli_run_then_eval_reproduces_it(tmp_path):
+    "A headless run followed from outside while it trains (progress.json, history.csv), then `eval` on its folder."
+    import io, contextlib, time
+    from balance_nb.experiment import main
+    epochs = 8
+    proc = subprocess.Popen([sys.executable, '-m', 'balance_nb', '--dataset', 'MFeat', '--epochs', str(epochs), '--no-reference',
+                             '--out', str(tmp_path)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**__import__('os').environ, 'PYTHONPATH': str(ROOT), 'IN_TEST': '1', 'OMP_NUM_THREADS': '1'})
+    seen = []                                               # (epochs done in progress.json, rows of history.csv) while running
+    try:
+        while proc.poll() is None:
+            time.sleep(0.05)
+            run_dir = next((p for p in tmp_path.iterdir() if p.is_dir()), None)
+            if run_dir and (run_dir/'progress.json').exists() and (run_dir/'history.csv').exists():
+                try:
+                    done = json.loads((run_dir/'progress.json').read_text())['epoch']
+                    rows = len((run_dir/'history.csv').read_text().strip().splitlines()) - 1
+                except (ValueError, OSError): continue          # caught mid-write of history.csv: read again
+                if proc.poll() is None and (not seen or seen[-1] != (done, rows)): seen.append((done, rows))
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None: proc.kill()
+    assert proc.returncode == 0, err[-2000:]
+    run_dir = next(p for p in tmp_path.iterdir() if p.is_dir())
+    running = [d for d, _ in seen if d < epochs]
+    assert len(set(running)) >= 2, f"progress.json did not advance while the run was going: {seen}"
+    assert any(0 < r < epochs for _, r in seen)                               # history.csv grew before the end
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf): assert main(['eval', str(run_dir)]) == 0
+    table = lambda s: [l for l in s.splitlines() if l.startswith(('fused', 'pix', 'mor', 'imbalance'))]
+    assert table(buf.getvalue()) == table(out) and table(out)
+    m = json.loads((run_dir/'metrics.json').read_text())
+    assert f"{m['acc']:.3f}" in table(buf.getvalue())[0]
 
 def test_progress_files_follow_a_run(tmp_path):
     import json as _json
