@@ -22,7 +22,7 @@ from .analysis import plot_history, live_default
 # %% auto #0
 __all__ = ['DiagnoseError', 'describe', 'find_logits', 'check_batch', 'missing_inputs', 'replace_absent', 'coalition_values',
            'feature_modules', 'FeatureTap', 'probe_accuracy', 'collect_features', 'param_groups', 'grad_norms',
-           'PositionalModel', 'coalition_name', 'Diagnosis', 'diagnose']
+           'PositionalModel', 'coalition_name', 'Diagnosis', 'diagnose', 'Monitor']
 
 # %% ../nbs/07_diagnose.ipynb #295e4c42
 class DiagnoseError(ValueError):
@@ -375,3 +375,62 @@ def diagnose(model, loader, modalities=None, logits=None, missing='zeros', encod
     if features is None: notes.append("No features= given: no linear probes (the probe needs each modality's own features).")
     if encoders is None: notes.append("No encoders= given: no gradient norms.")
     return Diagnosis(pd.DataFrame(rows).set_index('output'), coal, imbalance_degree(phi), mods, grads, notes)
+
+# %% ../nbs/07_diagnose.ipynb #147ffd35
+def _group_grad_norm(params) -> float:
+    gs = [p.grad.detach().flatten() for p in params if p.grad is not None]
+    return torch.cat(gs).norm().item() if gs else 0.0
+
+class Monitor:
+    "Imbalance numbers from a plain PyTorch loop: `step(loss)` after `loss.backward()`, `epoch()` after each epoch."
+    def __init__(self, model, loader, modalities=None, encoders=None, logits=None, missing='zeros', features=None,
+                 probe_loader=None, live: bool | None = None, folder=None, title: str = '', every: int | None = None):
+        self.model, self.loader, self.title, self.every = model, loader, title, every
+        first = next(iter(loader), None)
+        if first is None: raise DiagnoseError("The loader gave no batches: the monitor evaluates on it every epoch.")
+        if modalities is None:
+            modalities = getattr(model, 'modalities', None) or (batch_modalities(first) if isinstance(first, Mapping) else ())
+        self.modalities = (modalities,) if isinstance(modalities, str) else tuple(modalities)
+        check_batch(first, self.modalities)
+        self.groups = param_groups(model, encoders, self.modalities) if encoders is not None else {}
+        self.kw = dict(logits=logits, missing=missing, features=features, probe_loader=probe_loader)
+        if features is not None: feature_modules(model, features, self.modalities)     # bad names fail now, not after an epoch
+        self.live = live_default() if live is None else live
+        self.folder = Path(folder) if folder is not None else None
+        self.history, self.n_iter, self.n_epoch, self.last = History(), 0, 0, None
+        self.fig = self.axes = self.handle = None
+
+    def step(self, loss=None):
+        "Log this step's loss and each modality's gradient norm (call after `loss.backward()`, before `opt.step()`)."
+        row = {'epoch': self.n_epoch, 'iter': self.n_iter}
+        if loss is not None: row['loss'] = float(loss.detach() if torch.is_tensor(loss) else loss)
+        row |= {f'grad_norm_{m}': _group_grad_norm(ps) for m, ps in self.groups.items()}
+        self.history.step_rows.append(row); self.n_iter += 1
+        if self.every and self.n_iter % self.every == 0: self.draw()
+
+    def epoch(self, **extra) -> Diagnosis:
+        "Diagnose the model on the loader, log the numbers (and `extra`) for this epoch, redraw; returns the diagnosis."
+        self.last = diagnose(self.model, self.loader, self.modalities, **self.kw)
+        losses = [r['loss'] for r in self.history.step_rows if r['epoch'] == self.n_epoch and 'loss' in r]
+        row = {'epoch': self.n_epoch} | ({'train_loss': float(np.mean(losses))} if losses else {}) | self.last.metrics | extra
+        self.history.epoch_rows.append(row); self.n_epoch += 1
+        if self.folder is not None:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self.history.epochs.to_csv(self.folder/'history.csv', index=False); self.history.steps.to_csv(self.folder/'steps.csv', index=False)
+        self.draw()
+        return self.last
+
+    def plot(self, axes=None):
+        "The package's four panels (`plot_history`) for what was logged so far."
+        return plot_history(self.history, self.title, self.modalities, axes=axes)
+
+    def draw(self):
+        "Show the figure once (live mode) and redraw it in place."
+        if not self.live: return
+        from IPython.display import display
+        if self.fig is None:
+            self.fig, axes = plt.subplots(1, 4, figsize=(17, 3.6)); self.axes = list(axes)
+            plt.close(self.fig)                      # the display handle shows it; the inline backend must not show it again
+            self.plot(self.axes); self.handle = display(self.fig, display_id=True)
+        else:
+            self.plot(self.axes); self.handle.update(self.fig)

@@ -129,3 +129,28 @@ def test_bad_input_names_what_was_found_and_the_fix():
         diagnose(net, [], logits='out')
     with pytest.raises(DiagnoseError, match="missing value of 'p' has shape"):
         coalition_values(net, [SMALL], ('p', 'q'), 'out', missing_inputs(lambda x: x[:1], ('p', 'q')))
+
+
+def test_monitor_logs_what_the_loop_computed(mfeat, tmp_path):
+    import pandas as pd
+    from balance_nb.diagnose import Monitor
+    _, tr, te = mfeat
+    torch.manual_seed(2)
+    net, valid = Towers(240, 6), [te[list(range(100))]]
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    mon = Monitor(net, valid, encoders={'pix': 'enc_one', 'mor': net.enc_two}, folder=tmp_path, live=False)
+    for b in make_loader(tr.subset(range(256)), 64):
+        loss = F.cross_entropy(net(b), b['label']); opt.zero_grad(); loss.backward()
+        mon.step(loss)
+        assert mon.history.step_rows[-1]['grad_norm_mor'] == pytest.approx(
+            torch.cat([p.grad.flatten() for p in net.enc_two.parameters()]).norm().item())
+        opt.step()
+    d = mon.epoch()
+    assert d.metrics == diagnose(net, valid).metrics                      # logged = a fresh diagnosis of the same weights
+    ep = pd.read_csv(tmp_path/'history.csv')
+    assert len(ep) == 1 and ep.loc[0, 'shapley_pix'] == pytest.approx(d.metrics['shapley_pix'])
+    assert len(pd.read_csv(tmp_path/'steps.csv')) == 4
+    fig = mon.plot()
+    assert len(fig.axes[1].lines) == 2                                   # one gradient-norm line per modality
+    with pytest.raises(DiagnoseError, match="encoders\\['pix'\\]='pix_enc' matches no parameter of Towers"):
+        Monitor(net, valid, encoders={'pix': 'pix_enc'})
