@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_experiment.ipynb #b18f9c13
 from __future__ import annotations
-import argparse, dataclasses, hashlib, importlib, inspect, json, os, pkgutil, sqlite3, sys, time, shutil
+import argparse, dataclasses, hashlib, importlib, inspect, io, json, os, pkgutil, sqlite3, sys, time, shutil
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 import numpy as np
@@ -16,6 +16,7 @@ from .data import build_dataset, dataset_knobs, make_loader, MissingDataError, d
 from .models import build_model
 from .learner import Learner, Callback, CheckpointCB, History, NonFiniteLossError, MethodConfigError, BalancingMethod
 from .metrics import EvalCB, GradNormCB, PassCounterCB, evaluate, complexity
+from .methods.objective import BestStateCB
 from .analysis import save_history_plots, LivePlotCB, live_default
 
 # %% auto #0
@@ -26,7 +27,8 @@ __all__ = ['CATEGORIES', 'DATASET_MODULES', 'BALANCEMM_MODELS', 'DATASET_ALIASES
            'check_range', 'method_hparam_types', 'dataset_knob_types', 'typed_config', 'ResultStore', 'repository_root',
            'course_store', 'use_installed_data', 'RunResult', 'make_method', 'run_dir_for', 'recorded_environment',
            'RunFilesCB', 'TensorBoardCB', 'run', 'final_metrics', 'unimodal_references', 'add_gaps', 'course_run',
-           'results_table', 'format_summary', 'evaluate_run', 'build_parser', 'config_from_args', 'main', 'eval_main']
+           'results_table', 'format_summary', 'restored_learner', 'evaluate_run', 'build_parser', 'config_from_args',
+           'main', 'eval_main']
 
 # %% ../nbs/06_experiment.ipynb #2f8ca166
 CATEGORIES = ('baseline', 'data', 'feed-forward', 'objective', 'optimization')
@@ -246,22 +248,39 @@ def typed_config(c) -> 'RunConfig':
 
 # %% ../nbs/06_experiment.ipynb #7bb9f35c
 class ResultStore:
-    "Finished runs in SQLite: config key → config, metrics and history."
-    def __init__(self, path='runs/results.sqlite'):
-        self.path = Path(path); self.path.parent.mkdir(parents=True, exist_ok=True)
+    "Finished runs in SQLite: config key → config, metrics and history (with `weights=True`, also the trained model's states)."
+    def __init__(self, path='runs/results.sqlite', weights: bool = False):
+        self.path, self.weights = Path(path), weights
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as db:
             db.execute("""CREATE TABLE IF NOT EXISTS runs (key TEXT PRIMARY KEY, trainer TEXT, dataset TEXT, seed INTEGER,
-                          config TEXT, metrics TEXT, history TEXT, steps TEXT, finished REAL)""")
+                          config TEXT, metrics TEXT, history TEXT, steps TEXT, finished REAL, weights BLOB)""")
+            if 'weights' not in {r[1] for r in db.execute("PRAGMA table_info(runs)")}:   # a store made before weights existed
+                db.execute("ALTER TABLE runs ADD COLUMN weights BLOB")
 
     def _connect(self): return sqlite3.connect(self.path, timeout=60)
 
-    def put(self, config: RunConfig, metrics: dict, history: History):
-        "Store (or replace) the result of `config`."
-        c = config.resolved()
-        with self._connect() as db:
-            db.execute("INSERT OR REPLACE INTO runs VALUES (?,?,?,?,?,?,?,?,?)",
+    def put(self, config: RunConfig, metrics: dict, history: History, states: dict | None = None):
+        "Store (or replace) the result of `config`; `states` ({'last': state_dict, 'best': ...}) only if this store keeps weights."
+        c, blob = config.resolved(), None
+        if self.weights and states:
+            buf = io.BytesIO()
+            torch.save({k: {n: t.detach().cpu() for n, t in sd.items()} for k, sd in states.items() if sd is not None}, buf)
+            blob = buf.getvalue()
+        with self._connect() as db:     # a put without states (e.g. adding reference numbers) keeps the weights stored before
+            db.execute("""INSERT INTO runs (key, trainer, dataset, seed, config, metrics, history, steps, finished, weights)
+                          VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT(key) DO UPDATE SET trainer=excluded.trainer,
+                          dataset=excluded.dataset, seed=excluded.seed, config=excluded.config, metrics=excluded.metrics,
+                          history=excluded.history, steps=excluded.steps, finished=excluded.finished,
+                          weights=COALESCE(excluded.weights, runs.weights)""",
                        (c.key(), c.trainer, c.dataset, c.seed, json.dumps(asdict(c)), json.dumps(metrics),
-                        json.dumps(history.epoch_rows), json.dumps(history.step_rows), time.time()))
+                        json.dumps(history.epoch_rows), json.dumps(history.step_rows), time.time(), blob))
+
+    def states(self, config: RunConfig) -> dict | None:
+        "The stored model states of `config` (`{'last': state_dict, 'best': state_dict}`), or None."
+        with self._connect() as db:
+            row = db.execute("SELECT weights FROM runs WHERE key=?", (config.key(),)).fetchone()
+        return torch.load(io.BytesIO(row[0]), weights_only=True) if row and row[0] else None
 
     def get(self, config: RunConfig) -> tuple[dict, History] | None:
         "(metrics, history) of `config` if it was run before, else None."
@@ -297,9 +316,9 @@ def repository_root() -> Path | None:
 
 def course_store() -> ResultStore:
     "The course's store: `$BALANCE_NB_STORE`, else `<repository>/runs/results.sqlite` in a clone, else `./runs/results.sqlite`."
-    if env := os.environ.get('BALANCE_NB_STORE'): return ResultStore(env)
+    if env := os.environ.get('BALANCE_NB_STORE'): return ResultStore(env, weights=True)
     root = repository_root()
-    return ResultStore((root if root else Path.cwd())/'runs'/'results.sqlite')
+    return ResultStore((root if root else Path.cwd())/'runs'/'results.sqlite', weights=True)
 
 # %% ../nbs/06_experiment.ipynb #bfcdf79a
 def use_installed_data() -> Path | None:
@@ -323,6 +342,27 @@ class RunResult:
     run_dir: Path | None = None
     learner: Learner | None = None
     cached: bool = False
+    store: ResultStore | None = None
+
+    def state_dict(self, checkpoint: str = 'last') -> dict | None:
+        "The trained model's weights (`last` or `best` validation epoch) from the result store or the run folder, else None."
+        if checkpoint not in ('best', 'last'): raise ValueError(f"checkpoint={checkpoint!r}: expected 'best' or 'last'.")
+        if self.store is not None and (sd := (self.store.states(self.config) or {}).get(checkpoint)) is not None: return sd
+        ck = Path(self.run_dir)/'checkpoints'/f'{checkpoint}.pt' if self.run_dir else None
+        if ck is not None and ck.exists(): return torch.load(ck, map_location='cpu', weights_only=False)['model']
+        if checkpoint == 'last' and self.learner is not None: return self.learner.model.state_dict()
+        return None
+
+    def load_model(self, checkpoint: str = 'last') -> torch.nn.Module:
+        "The trained model, in eval mode: this process's own for a fresh run, else rebuilt from the stored weights."
+        if checkpoint == 'last' and self.learner is not None: return self.learner.model.eval()
+        sd = self.state_dict(checkpoint)
+        if sd is None:
+            raise LookupError(f"No weights kept for this {self.config.trainer} run: use a store that keeps them "
+                              "(ResultStore(path, weights=True), as course_store() does), a run folder (out=...), or run(..., resume=True) to train again.")
+        learn = restored_learner(self.config, self.store)
+        learn.model.load_state_dict(sd)
+        return learn.model.eval()
 
 def make_method(trainer: str, hparams: dict, epochs: int | None = None) -> BalancingMethod:
     "The callback of method `trainer` with `hparams` (+ its `short_schedule` for runs under 30 epochs)."
@@ -403,7 +443,7 @@ def run(config: RunConfig | None = None, cbs=(), store: ResultStore | str | None
         metrics, hist = hit
         if reference and not any(k.startswith('alone_acc_') for k in metrics):
             metrics |= unimodal_references(c, store); store.put(c, metrics, hist)
-        return RunResult(c, metrics, hist, run_dir_for(c), cached=True)
+        return RunResult(c, metrics, hist, run_dir_for(c), cached=True, store=store)
     set_seed(c.seed)
     device = get_device(c.device)
     splits = {s: build_dataset(c.dataset, s, **c.dataset_args) for s in ('train', 'valid', 'test')}
@@ -413,6 +453,8 @@ def run(config: RunConfig | None = None, cbs=(), store: ResultStore | str | None
     std = [EvalCB(), GradNormCB(), PassCounterCB()] + ([CheckpointCB(rd/'checkpoints'), RunFilesCB(rd)] if rd else [])
     if tensorboard: std.append(TensorBoardCB(rd/'tensorboard' if rd else Path('runs')/'tensorboard'/c.key()))
     if live_default() if live is None else live: std.append(LivePlotCB(f"{c.trainer} on {c.dataset} (seed {c.seed})", quiet=False))
+    best = BestStateCB() if store is not None and store.weights else None      # the best-validation weights, for the store
+    if best: std.append(best)
     learn = Learner(model, make_loader(splits['train'], c.batch_size, shuffle=True, seed=c.seed),
                     make_loader(splits['valid'], 256), cbs=[method, *std, *cbs], lr=c.lr, weight_decay=c.weight_decay,
                     step_size=c.step_size, gamma=c.gamma, device=device, progress=progress)
@@ -431,8 +473,8 @@ def run(config: RunConfig | None = None, cbs=(), store: ResultStore | str | None
     if rd:
         (rd/'metrics.json').write_text(json.dumps(metrics | {'recorded': recorded_environment()}, indent=1))
         save_history_plots(learn.history, rd, f"{c.trainer} on {c.dataset} (seed {c.seed})")
-    if store is not None: store.put(c, metrics, learn.history)
-    return RunResult(c, metrics, learn.history, rd, learn)
+    if store is not None: store.put(c, metrics, learn.history, {'last': learn.model.state_dict(), 'best': best.state} if best else None)
+    return RunResult(c, metrics, learn.history, rd, learn, store=store)
 
 # %% ../nbs/06_experiment.ipynb #6bf52d5e
 def final_metrics(learn: Learner, test_ds, seconds: float) -> dict:
@@ -497,6 +539,17 @@ def format_summary(result: RunResult) -> str:
     return '\n'.join(lines)
 
 # %% ../nbs/06_experiment.ipynb #4b0bdde8
+def restored_learner(c: RunConfig, store: ResultStore | None = None) -> Learner:
+    "A Learner whose model has the shape that `c`'s method trains (untrained weights), ready for `load_state_dict`."
+    set_seed(c.seed)
+    ds = {s: build_dataset(c.dataset, s, **c.dataset_args) for s in ('train', 'valid', 'test')}
+    model = build_model(ds['train'], c.fusion, c.encoders, c.feature_dim)
+    learn = Learner(model, make_loader(ds['train'], c.batch_size), make_loader(ds['valid'], 256),
+                    cbs=[make_method(c.trainer, c.hparams, c.epochs)], lr=c.lr, device=get_device(c.device), progress=False)
+    learn.config, learn.datasets, learn.store = c, ds, store
+    learn.fit(0)                                    # zero epochs: only before_fit/after_fit, where a method reshapes the model
+    return learn
+
 def evaluate_run(run_dir, split: str = 'test', checkpoint: str = 'last', device: str | None = None) -> RunResult:
     "Metrics of a run folder's `checkpoints/<checkpoint>.pt` on `split` (test or valid), as a `RunResult`."
     rd = Path(run_dir)
@@ -508,13 +561,8 @@ def evaluate_run(run_dir, split: str = 'test', checkpoint: str = 'last', device:
     if not ck.exists(): raise CLIError(f"No checkpoint {ck}: the run has not finished an epoch.")
     c = RunConfig.from_dict(yaml.safe_load((rd/'config.yaml').read_text())).resolved()
     if device is not None: c = dataclasses.replace(c, device=device)
-    set_seed(c.seed)
-    ds = {s: build_dataset(c.dataset, s, **c.dataset_args) for s in ('train', 'valid', 'test')}
-    model = build_model(ds['train'], c.fusion, c.encoders, c.feature_dim)
-    learn = Learner(model, make_loader(ds['train'], c.batch_size), make_loader(ds['valid'], 256),
-                    cbs=[make_method(c.trainer, c.hparams, c.epochs)], lr=c.lr, device=get_device(c.device), progress=False)
-    learn.config, learn.datasets, learn.store = c, ds, None
-    learn.fit(0)                                    # zero epochs: only before_fit/after_fit, where a method reshapes the model
+    learn = restored_learner(c)
+    ds = learn.datasets
     sd = torch.load(ck, map_location=learn.device, weights_only=False)
     learn.model.load_state_dict(sd['model'])
     m = evaluate(learn.model, make_loader(ds[split], 256), device=learn.device)

@@ -69,3 +69,22 @@ def test_umt_teachers_come_from_the_store_and_run_folder(tmp_path):
         assert r.history.epochs.loc[0, f'teacher_acc_{m}'] == t.metrics['acc']
         assert r.history.epochs.loc[0, f'teacher_epoch_{m}'] == saved['epoch'] == int(t.history.epochs.acc.idxmax())
     assert len(store) == 3                             # two teachers + the UMT run: nothing retrained
+
+def test_umt_teachers_come_from_a_store_that_keeps_weights(tmp_path):
+    "Without run folders (the course's runs), a store made with weights=True gives UMT its teachers' best-validation weights: nothing retrained."
+    from balance_nb.experiment import run, ResultStore, RunConfig
+    store = ResultStore(tmp_path/'results.sqlite', weights=True)
+    c = RunConfig(dataset='MFeat', epochs=2, out=None)
+    teachers = {m: run(c, trainer='unimodal', hparams={'modality': m}, store=store, progress=False) for m in ('pix', 'mor')}
+    import sqlite3
+    def finished(): return dict(sqlite3.connect(store.path).execute("SELECT key, finished FROM runs").fetchall())
+    before = finished()
+    r = run(c, trainer='UMT', store=store, progress=False)
+    umt = next(cb for cb in r.learner.cbs if type(cb).__name__ == 'UMT')
+    for m, t in teachers.items():
+        best = store.states(t.config)['best']
+        for k, v in umt.teacher[m].state_dict().items(): assert torch.equal(v, best[f'encoders.{m}.{k}']), k
+        assert r.history.epochs.loc[0, f'teacher_epoch_{m}'] == int(t.history.epochs.acc.idxmax())
+    assert len(store) == 3                             # two teachers + the UMT run
+    after = finished()
+    for t in teachers.values(): assert after[t.config.key()] == before[t.config.key()]   # no teacher was trained (and stored) again

@@ -117,16 +117,15 @@ class UMT(BalancingMethod):
         if getattr(learn, 'config', None) is None:
             raise MethodConfigError("UMT needs unimodal teachers: train through balance_nb.experiment.run (which trains them "
                                     "first), or pass UMT(teachers={modality: encoder, ...}) to a bare Learner.")
-        store, fname = getattr(learn, 'store', None), f'{self.teacher_checkpoint}.pt'
+        store = getattr(learn, 'store', None)
         for m in learn.model.modalities:
             ref, keep = dataclasses.replace(learn.config, trainer='unimodal', hparams={'modality': m}), BestStateCB()
             r = run(ref, cbs=[keep], store=store, progress=False, live=False)
-            if r.learner is None and not (r.run_dir and (Path(r.run_dir)/'checkpoints'/fname).exists()):
+            sd = r.state_dict(self.teacher_checkpoint) if r.learner is None else None   # kept by the store or the run folder
+            if r.learner is None and sd is None:
                 r = run(ref, cbs=[keep], store=store, resume=True, progress=False, live=False)   # cached without weights: retrain
             template = learn.model.encoders[m]
-            if r.learner is None:      # from the run folder
-                sd = torch.load(Path(r.run_dir)/'checkpoints'/fname, map_location='cpu', weights_only=False)['model']
-                out[m] = _encoder_from_state(sd, m, template)
+            if sd is not None: out[m] = _encoder_from_state(sd, m, template)
             elif self.teacher_checkpoint == 'best' and keep.state is not None: out[m] = _encoder_from_state(keep.state, m, template)
             else: out[m] = r.learner.model.encoders[m]
             ep = r.history.epochs
