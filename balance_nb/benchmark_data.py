@@ -13,8 +13,6 @@ import numpy as np
 import torch
 from torch import nn
 import torchaudio
-import torchvision.transforms.functional as TF
-from torchvision.transforms import RandomResizedCrop
 from PIL import Image
 from tqdm.auto import tqdm
 from .core import *
@@ -72,6 +70,8 @@ def segment_indices(n: int, k: int, train: bool) -> list[int]:
 def frames_to_tensor(images: list[Image.Image], size: int, train: bool, normalize: bool = True,
                      rotate: float = 0.0) -> torch.Tensor:
     "PIL frames → (T, C, size, size): one shared random crop/flip(/rotation) at train time, a resize otherwise."
+    import torchvision.transforms.functional as TF        # here, not at the top: importing torchvision takes ~2 s
+    from torchvision.transforms import RandomResizedCrop
     if train:
         if rotate: angle = float(torch.empty(()).uniform_(-rotate, rotate)); images = [TF.rotate(im, angle) for im in images]
         if rotate: params = None                                    # Food-101: rotate, resize, flip (no crop)
