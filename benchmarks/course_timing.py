@@ -13,18 +13,19 @@ is how the committed notebooks get the pictures a student sees before running an
 does that and redraws the README figure. Wall times depend on the machine and its load: run it on a quiet machine,
 alone (two torch processes on two cores thrash).
 """
-import argparse, os, shutil, subprocess, sys, time
+import argparse, os, re, shutil, subprocess, sys, time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-def run_nb(nb: Path, fast: bool, inplace: bool) -> bool:
-    "Run `nb` in a fresh kernel (or nbdev's engine with `fast`); print its output when it fails."
-    args = ['--skip', 'notest,slow'] if fast else ['--kernel'] + (['--inplace'] if inplace else [])
+def run_nb(nb: Path, fast: bool, inplace: bool) -> tuple[bool, list[str]]:
+    "Run `nb` in a fresh kernel (or nbdev's engine with `fast`); print its output when it fails. (ok, its 3 slowest cells)"
+    args = ['--skip', 'notest,slow'] if fast else ['--kernel', '--slowest', '3'] + (['--inplace'] if inplace else [])
     env = {**os.environ, 'IN_TEST': '1'} if fast else {k: v for k, v in os.environ.items() if k != 'IN_TEST'}
     done = subprocess.run([sys.executable, str(ROOT/'tools'/'run_nb.py'), str(nb), *args], capture_output=True, text=True, env=env)
     if done.returncode: print(done.stdout[-3000:], done.stderr[-6000:], sep='\n', file=sys.stderr)
-    return done.returncode == 0
+    slow = [' '.join(l.split()) for l in done.stdout.splitlines() if re.match(r'\s+[\d.]+ s  cell ', l)]   # "12.3 s cell 41 first line"
+    return done.returncode == 0, slow
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -46,9 +47,9 @@ def main():
     try:
         for nb in nbs:
             t0 = time.perf_counter()
-            ok = run_nb(nb, a.fast, a.inplace)
+            ok, slow = run_nb(nb, a.fast, a.inplace)
             secs = time.perf_counter() - t0; total += secs
-            rows.append((nb.name, secs, ok)); print(f"{nb.name:32s} {secs:7.1f} s  {'ok' if ok else 'FAILED'}", flush=True)
+            rows.append((nb.name, secs, ok, slow)); print(f"{nb.name:32s} {secs:7.1f} s  {'ok' if ok else 'FAILED'}", flush=True)
     finally:
         if aside.exists() and not store.exists(): shutil.move(aside, store)
     mode = ('slow cells skipped, nbdev engine' if a.fast else 'every cell, in a real Jupyter kernel, as Run All')
@@ -57,11 +58,12 @@ def main():
     lines = [f"# Course timing ({mode})", '', f"Machine: {os.cpu_count()} CPU cores, torch {torch.__version__} with "
              f"{torch.get_num_threads()} threads; measured {time.strftime('%Y-%m-%d %H:%M')} by "
              f"`python benchmarks/course_timing.py{' ' + flags if flags else ''}`.", '',
-             '| notebook | seconds | ran |', '|---|---:|---|']
-    lines += [f"| {n} | {s:.0f} | {'yes' if ok else 'FAILED'} |" for n, s, ok in rows]
-    lines += [f"| **total** | **{total:.0f}** ({total/60:.1f} min) | |"]
+             '| notebook | seconds | ran | slowest cells (seconds, cell number, first line) |', '|---|---:|---|---|']
+    cell = lambda t: t.replace('|', '\\|').replace('`', "'")
+    lines += [f"| {n} | {s:.0f} | {'yes' if ok else 'FAILED'} | {'<br>'.join(cell(x) for x in slow)} |" for n, s, ok, slow in rows]
+    lines += [f"| **total** | **{total:.0f}** ({total/60:.1f} min) | | |"]
     Path(a.out).write_text('\n'.join(lines) + '\n')
     print(f"total {total:.0f} s ({total/60:.1f} min) -> {a.out}")
-    return 0 if all(ok for _, _, ok in rows) else 1
+    return 0 if all(ok for _, _, ok, _ in rows) else 1
 
 if __name__ == '__main__': sys.exit(main())
