@@ -86,7 +86,8 @@ def missing_inputs(missing, modalities, loader=None) -> dict:
     if any(isinstance(v, str) and v == 'mean' for v in spec.values()):
         if loader is None: raise DiagnoseError("missing='mean' needs the loader to average the inputs over.")
         sums, n = {}, 0
-        for b in loader:
+        for i, b in enumerate(loader):
+            check_batch(b, modalities, i)
             for m in modalities: sums[m] = sums.get(m, 0) + b[m].double().sum(0)
             n += len(b['label'])
         means = {m: (s / n).float() for m, s in sums.items()}
