@@ -11,7 +11,8 @@ import torch
 
 # %% auto #0
 __all__ = ['RESERVED_KEYS', 'MODALITY_COLORS', 'DATASETS', 'ENCODERS', 'FUSIONS', 'METHODS', 'batch_modalities', 'to_device',
-           'batch_size', 'modality_color', 'UnknownNameError', 'Registry', 'set_seed', 'get_device']
+           'batch_size', 'modality_color', 'UnknownNameError', 'NameTakenError', 'same_definition', 'Registry',
+           'set_seed', 'get_device']
 
 # %% ../nbs/00_core.ipynb #8d1b2882
 RESERVED_KEYS = ('label', 'idx')
@@ -47,14 +48,34 @@ def modality_color(name: str) -> str:
 class UnknownNameError(ValueError):
     "A name that is not in a registry; the message lists the valid names."
 
+class NameTakenError(ValueError):
+    "A registry name that already means another object."
+
+def _definition(obj) -> str:
+    "How an error names a registered object: `module.QualName`."
+    return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', repr(obj))}"
+
+def same_definition(a, b) -> bool:
+    "True if `b` is `a` or a fresh copy of the same definition (same `__qualname__`: a re-run cell, a notebook's copy of an exported class)."
+    qa, qb = getattr(a, '__qualname__', None), getattr(b, '__qualname__', None)
+    return a is b or (qa is not None and qa == qb and '<lambda>' not in qa)
+
 class Registry:
     "Name → object, with metadata, forgiving lookups and helpful errors."
-    def __init__(self, kind: str): self.kind, self._items, self._meta = kind, {}, {}
+    def __init__(self, kind: str, how_to_fill: str = ''):
+        self.kind, self.how_to_fill, self._items, self._meta = kind, how_to_fill, {}, {}
 
-    def register(self, name: str | None = None, **meta):
+    def register(self, name: str | None = None, replace: bool = False, **meta):
         "Decorator: register the object under `name` (default: its `__name__`) with metadata `meta`."
         def _inner(obj):
             key = name or obj.__name__
+            old = self.resolve(key, strict=False)
+            if old is not None:
+                if not (replace or same_definition(self._items[old], obj)):
+                    raise NameTakenError(f"The {self.kind} name {key!r} is taken by {_definition(self._items[old])}; "
+                                         f"registering {_definition(obj)} would silently replace it. Choose another "
+                                         f"name, or pass replace=True to replace it on purpose.")
+                if old != key: del self._items[old], self._meta[old]
             self._items[key], self._meta[key] = obj, dict(meta)
             return obj
         return _inner
@@ -70,6 +91,9 @@ class Registry:
         for cand in (name.lower(), name.lower().removesuffix('trainer')):
             if cand in low: return low[cand]
         if not strict: return None
+        if not self._items:
+            raise UnknownNameError(f"No {self.kind}s are registered yet, so {name!r} cannot be found. "
+                                   + (self.how_to_fill or f"Register one with @registry.register('{name}')."))
         close = difflib.get_close_matches(name, self.names(), n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
         raise UnknownNameError(f"Unknown {self.kind} {name!r}.{hint} Valid {self.kind}s: {', '.join(self.names())}.")
@@ -81,10 +105,12 @@ class Registry:
         key = self.resolve(name); del self._items[key], self._meta[key]
 
 # %% ../nbs/00_core.ipynb #f688e735
-DATASETS = Registry('dataset')
-ENCODERS = Registry('encoder')
-FUSIONS = Registry('fusion')
-METHODS = Registry('trainer')
+DATASETS = Registry('dataset', "Import balance_nb.data for the built-in datasets (balance_nb.experiment.load_datasets() "
+                               "imports every dataset module), or register your own with @DATASETS.register (42_your_own_dataset).")
+ENCODERS = Registry('encoder', "Import balance_nb.models for the built-in encoders, or register your own with @ENCODERS.register.")
+FUSIONS = Registry('fusion', "Import balance_nb.models for the built-in fusions, or register your own with @FUSIONS.register.")
+METHODS = Registry('trainer', "Call balance_nb.experiment.load_methods() to import every method module, or register your "
+                              "own with @register_method (40_your_own_method).")
 
 # %% ../nbs/00_core.ipynb #ddbe073d
 def set_seed(seed: int = 42) -> torch.Generator:

@@ -15,9 +15,9 @@ from .core import *
 from .models import MMOutput
 
 # %% auto #0
-__all__ = ['EVENTS', 'CancelBatch', 'CancelEpoch', 'CancelFit', 'NonFiniteLossError', 'Callback', 'History', 'Learner',
-           'CheckpointCB', 'MethodConfigError', 'BalancingMethod', 'register_method', 'Baseline', 'Unimodal',
-           'restrict_model', 'LinearProbe']
+__all__ = ['EVENTS', 'CancelBatch', 'CancelEpoch', 'CancelFit', 'NonFiniteLossError', 'MethodConfigError', 'StepConflictError',
+           'Callback', 'checkpoint_keys', 'History', 'Learner', 'CheckpointCB', 'BalancingMethod', 'register_method',
+           'Baseline', 'Unimodal', 'restrict_model', 'LinearProbe']
 
 # %% ../nbs/03_learner.ipynb #e353d555
 class CancelBatch(Exception): "Skip the rest of this batch."
@@ -25,6 +25,8 @@ class CancelEpoch(Exception): "Skip the rest of this epoch's training."
 class CancelFit(Exception): "Stop training."
 
 class NonFiniteLossError(RuntimeError): "The loss became NaN or infinite."
+class MethodConfigError(ValueError): "A method cannot run with this model or dataset; the message says why and what to do."
+class StepConflictError(MethodConfigError): "Two callbacks both replace the training step."
 
 EVENTS = ('before_fit', 'before_epoch', 'before_train', 'before_batch', 'after_forward', 'after_loss',
           'after_backward', 'before_step', 'after_step', 'after_batch', 'after_train', 'before_validate',
@@ -37,6 +39,15 @@ class Callback:
     def load_state_dict(self, state: dict): pass
     @property
     def name(self) -> str: return type(self).__name__
+
+# %% ../nbs/03_learner.ipynb #a4d2e498
+def checkpoint_keys(cbs) -> dict:
+    "One checkpoint key per callback (in order): its name, and `name#k` for the k-th further callback of that name."
+    keys, seen = {}, {}
+    for cb in cbs:
+        k = seen[cb.name] = seen.get(cb.name, -1) + 1
+        keys[cb.name if k == 0 else f'{cb.name}#{k}'] = cb
+    return keys
 
 # %% ../nbs/03_learner.ipynb #f2d73ed1
 class History:
@@ -62,6 +73,7 @@ class Learner:
         self.progress = (os.environ.get('IN_TEST') is None) if progress is None else progress
         self.cbs, self.history = [], History()
         self.epoch, self.iter, self.n_iter, self.training, self.in_batch = 0, 0, 0, False, False
+        self.step_row, self.epoch_row = {}, {}     # the rows `log` fills now (this batch's, this epoch's)
         self.add_cbs(cbs)
 
     def add_cbs(self, cbs):
@@ -82,7 +94,7 @@ class Learner:
         "Record numbers: into this step's row inside a training batch, else into this epoch's row."
         vals = {k: (v.item() if torch.is_tensor(v) else float(v) if isinstance(v, (np.floating, np.integer)) else v)
                 for k, v in scalars.items()}
-        (self._step_row if self.in_batch else self._epoch_row).update(vals)
+        (self.step_row if self.in_batch else self.epoch_row).update(vals)
 
     # ---- the pieces of a training step (a method may recombine them) -----------
     def forward(self, batch=None, drop=()) -> MMOutput:
@@ -115,17 +127,40 @@ class Learner:
         "forward → loss → backward → step."
         self.forward(); self.compute_loss(); self.backward(); self.step()
 
+    # ---- who owns the step -------------------------------------------------------
+    @property
+    def step_owner(self) -> Callback | None:
+        "The callback that defines `train_step` (None: the default step). Two such callbacks are refused."
+        owners = [cb for cb in self.cbs if callable(getattr(cb, 'train_step', None))]
+        if len(owners) > 1:
+            raise StepConflictError(f"{' and '.join(cb.name for cb in owners)} each replace the training step (each defines "
+                                    f"train_step), and a batch takes one step. Train them in separate runs, or write one "
+                                    f"callback whose train_step does what both need.")
+        return owners[0] if owners else None
+
+    @property
+    def train_step(self):
+        "The step every training batch runs: the step owner's `train_step`, else `default_train_step`."
+        owner = self.step_owner
+        return self.default_train_step if owner is None else owner.train_step
+    @train_step.setter
+    def train_step(self, fn):
+        raise AttributeError("learn.train_step cannot be assigned: give a callback a `train_step` method and add the "
+                             "callback to the Learner (03_learner, 'Replacing the step').")
+
     # ---- the loop --------------------------------------------------------------
-    def _one_batch(self):
-        self.in_batch, self._step_row = True, {'epoch': self.epoch, 'iter': self.n_iter}
+    def one_batch(self, batch=None):
+        "Train on `batch` (default: the current one): before_batch → train_step → after_batch, recorded as one step row."
+        if batch is not None: self.batch, self.loss = to_device(batch, self.device), None
+        self.in_batch, self.step_row = True, {'epoch': self.epoch, 'iter': self.n_iter}
         self.n_backward, t0 = 0, time.perf_counter()
         try:
             self('before_batch'); self.train_step(); self('after_batch')
         except CancelBatch: pass
         finally:
-            if getattr(self, 'loss', None) is not None and 'loss' not in self._step_row: self._step_row['loss'] = self.loss.item()
-            self._step_row['step_seconds'] = time.perf_counter() - t0
-            self.history.step_rows.append(self._step_row); self.in_batch = False
+            if getattr(self, 'loss', None) is not None and 'loss' not in self.step_row: self.step_row['loss'] = self.loss.item()
+            self.step_row['step_seconds'] = time.perf_counter() - t0
+            self.history.step_rows.append(self.step_row); self.in_batch = False
             self.n_iter += 1
 
     def _train_epoch(self):
@@ -135,8 +170,7 @@ class Learner:
         try:
             bar = tqdm(self.train_dl, desc=f'epoch {self.epoch}', leave=False, disable=not self.progress)
             for self.iter, batch in enumerate(bar):
-                self.batch, self.loss = to_device(batch, self.device), None
-                self._one_batch()
+                self.one_batch(batch)
                 if self.loss is not None: bar.set_postfix(loss=f'{self.loss.item():.3f}', refresh=False)
         except CancelEpoch: pass
         self('after_train')
@@ -165,9 +199,10 @@ class Learner:
 
     def fit(self, n_epochs: int, resume_from: str | Path | None = None):
         "Train for `n_epochs` epochs (in total: a resumed run continues where its checkpoint stopped)."
-        self.n_epochs, self.train_step, start = n_epochs, self.default_train_step, 0
+        self.step_owner                # two callbacks that replace the step: refused before anything changes
+        self.n_epochs, start = n_epochs, 0
         self.model.to(self.device)
-        self._epoch_row = {}          # numbers logged in before_fit land in the first epoch's row
+        self.epoch_row = {}          # numbers logged in before_fit land in the first epoch's row
         self('before_fit')
         self.model.to(self.device)
         self.create_opt()
@@ -175,18 +210,18 @@ class Learner:
         try:
             bar = tqdm(range(start, n_epochs), desc='fit', disable=not self.progress)
             for self.epoch in bar:
-                pending = self._epoch_row if self.epoch == start else {}
-                self._epoch_row, t0 = {'epoch': self.epoch, 'lr': self.opt.param_groups[0]['lr']} | pending, time.perf_counter()
+                pending = self.epoch_row if self.epoch == start else {}
+                self.epoch_row, t0 = {'epoch': self.epoch, 'lr': self.opt.param_groups[0]['lr']} | pending, time.perf_counter()
                 self('before_epoch')
                 self._train_epoch()
                 steps = [r for r in self.history.step_rows if r['epoch'] == self.epoch and 'loss' in r]
-                self._epoch_row['train_loss'] = float(np.mean([r['loss'] for r in steps])) if steps else float('nan')
-                self._epoch_row['train_seconds'] = time.perf_counter() - t0
+                self.epoch_row['train_loss'] = float(np.mean([r['loss'] for r in steps])) if steps else float('nan')
+                self.epoch_row['train_seconds'] = time.perf_counter() - t0
                 self.validate()
                 self.sched.step()
-                self.history.epoch_rows.append(self._epoch_row)   # callbacks below may still add to this row
+                self.history.epoch_rows.append(self.epoch_row)   # callbacks below may still add to this row
                 self('after_epoch')
-                bar.set_postfix({k: f'{v:.3f}' for k, v in self._epoch_row.items() if k in ('train_loss', 'acc')})
+                bar.set_postfix({k: f'{v:.3f}' for k, v in self.epoch_row.items() if k in ('train_loss', 'acc')})
         except CancelFit: pass
         finally:
             self('after_fit')
@@ -197,7 +232,7 @@ class Learner:
         "Everything needed to continue training exactly: model, optimizer, scheduler, history, callbacks, RNGs."
         return {'model': self.model.state_dict(), 'opt': self.opt.state_dict(), 'sched': self.sched.state_dict(),
                 'epoch': self.epoch, 'n_iter': self.n_iter, 'history': self.history.state_dict(),
-                'cbs': {cb.name: cb.state_dict() for cb in self.cbs},
+                'cbs': {k: cb.state_dict() for k, cb in checkpoint_keys(self.cbs).items()},
                 'rng': {'torch': torch.get_rng_state(), 'numpy': np.random.get_state(), 'python': random.getstate()}}
 
     def save_checkpoint(self, path):
@@ -212,8 +247,8 @@ class Learner:
         sd = torch.load(path, map_location=self.device, weights_only=False)
         self.model.load_state_dict(sd['model']); self.opt.load_state_dict(sd['opt']); self.sched.load_state_dict(sd['sched'])
         self.history.load_state_dict(sd['history']); self.n_iter = sd['n_iter']
-        for cb in self.cbs:
-            if cb.name in sd['cbs']: cb.load_state_dict(sd['cbs'][cb.name])
+        for k, cb in checkpoint_keys(self.cbs).items():
+            if k in sd['cbs']: cb.load_state_dict(sd['cbs'][k])
         torch.set_rng_state(sd['rng']['torch']); np.random.set_state(sd['rng']['numpy']); random.setstate(sd['rng']['python'])
         return sd['epoch']
 
@@ -223,19 +258,17 @@ class CheckpointCB(Callback):
     order = 90
     def __init__(self, folder, monitor: str = 'acc'): self.folder, self.monitor, self.best = Path(folder), monitor, None
     def after_epoch(self):
-        row = self.learn._epoch_row
-        self.learn.save_checkpoint(self.folder/'last.pt')
+        row = self.learn.epoch_row
         key = self.monitor if self.monitor in row else 'valid_loss'
-        if key not in row: return
-        val = row[key] if key != 'valid_loss' else -row[key]
-        if self.best is None or val > self.best:
-            self.best = val; self.learn.save_checkpoint(self.folder/'best.pt')
+        val = None if key not in row else row[key] if key != 'valid_loss' else -row[key]
+        improved = val is not None and (self.best is None or val > self.best)
+        if improved: self.best = val
+        self.learn.save_checkpoint(self.folder/'last.pt')
+        if improved: self.learn.save_checkpoint(self.folder/'best.pt')
     def state_dict(self): return {'best': self.best}
     def load_state_dict(self, d): self.best = d['best']
 
 # %% ../nbs/03_learner.ipynb #9d8d55c2
-class MethodConfigError(ValueError): "A method cannot run with this model or dataset; the message says why and what to do."
-
 class BalancingMethod(Callback):
     "Base class of the balancing methods: modulation window, modality-count and fusion checks."
     category, max_modalities, needs_unimodal = 'none', 3, False
@@ -268,11 +301,12 @@ class BalancingMethod(Callback):
                     if k != 'self' and p.kind is p.POSITIONAL_OR_KEYWORD: out[k] = p.default
         return out
 
-def register_method(name: str, category: str, **meta):
-    "Register a `BalancingMethod` under BalanceMM's trainer `name` (what `--trainer` takes)."
+def register_method(name: str, category: str, replace: bool = False, **meta):
+    "Register a `BalancingMethod` under BalanceMM's trainer `name` (what `--trainer` takes); a taken name needs `replace=True`."
     def _inner(cls):
+        METHODS.register(name, replace=replace, category=category, **meta)(cls)
         cls.category = category
-        return METHODS.register(name, category=category, **meta)(cls)
+        return cls
     return _inner
 
 # %% ../nbs/03_learner.ipynb #35877216

@@ -68,9 +68,9 @@ class MLA(BalancingMethod):
             model.fusion = EntropyGatedFusion(model.fusion.dims, model.fusion.num_classes)
         d = next(iter(model.fusion.dims.values()))
         if self.P is None or self.P.shape[0] != d: self.P = torch.eye(d)
-        self.learn.train_step = self.train_step
 
     def train_step(self):
+        "MLA owns the Learner's step (03_learner): one optimizer step per modality through the shared head."
         learn = self.learn
         if not self.active: return learn.default_train_step()
         model, head, y = learn.model, learn.model.fusion.head, learn.batch['label']

@@ -408,10 +408,9 @@ class ReconBoost(BalancingMethod):
                 raise MethodConfigError(f"ReconBoost shares one head between modalities, so every encoder needs the same "
                                         f"feature size; got {dims}. Build the model with one feature_dim for all encoders.")
             model.fusion = BoostedSharedHead(dims, model.fusion.num_classes, self.boost_rate)
-        self.learn.train_step = self.train_step
 
     def train_step(self):
-        "The Learner's step for the current stage: global (CE on F) or boosting modality `self.stage`."
+        "ReconBoost owns the Learner's step (03_learner): global (CE on F) or boosting modality `self.stage`."
         if self.stage is None: return self.learn.default_train_step()
         learn, mods, m = self.learn, self.learn.model.modalities, self.stage
         out, y = learn.forward(), learn.batch['label']
@@ -427,9 +426,7 @@ class ReconBoost(BalancingMethod):
     def _pass(self, stage):
         "One pass over the training set in `stage`, each batch through the Learner's own batch routine."
         learn, self.stage = self.learn, stage
-        for learn.iter, b in enumerate(learn.train_dl):
-            learn.batch, learn.loss = to_device(b, learn.device), None
-            learn._one_batch()
+        for learn.iter, b in enumerate(learn.train_dl): learn.one_batch(b)
 
     def before_train(self):
         "Run every stage of this epoch but the last global pass, which is the Learner's own loop over `train_dl`."
