@@ -120,9 +120,9 @@ def _exit_with(pid: int):
         try: os.kill(pid, 0)
         except ProcessLookupError: os._exit(1)
 
-def _run_one(config: RunConfig, store_path: str) -> dict:
-    "Train `config` into the store at `store_path`; return its metrics (or the error)."
-    try: return {'metrics': run(config, store=store_path, progress=False).metrics}
+def _run_one(config: RunConfig, store_path: str, weights: bool = False) -> dict:
+    "Train `config` into the store at `store_path` (keeping its weights if `weights`); return its metrics (or the error)."
+    try: return {'metrics': run(config, store=ResultStore(store_path, weights=weights), progress=False).metrics}
     except Exception as e:   # one broken run is reported in the results, the sweep goes on
         return {'error': f"{type(e).__name__}: {e}"}
 
@@ -132,9 +132,10 @@ def _mp_context():
 
 # %% ../nbs/31_sweep.ipynb #92c613b2
 def run_sweep(configs, store: ResultStore | str = 'runs/results.sqlite', workers: int = 1, progress: bool | None = None,
-              on_result=None) -> pd.DataFrame:
+              on_result=None, weights: bool = False) -> pd.DataFrame:
     "Run every config not yet in `store` (in `workers` processes); return one row per config (see `sweep_frame`)."
-    store = store if isinstance(store, ResultStore) else ResultStore(store)
+    # weights: keep each run's trained weights in the store (a path; a `ResultStore` says it itself, e.g. course_store())
+    store = store if isinstance(store, ResultStore) else ResultStore(store, weights=weights)
     configs = [c.resolved() for c in configs]
     todo = [c for c in configs if c not in store]
     progress = (os.environ.get('IN_TEST') is None) if progress is None else progress
@@ -147,12 +148,12 @@ def run_sweep(configs, store: ResultStore | str = 'runs/results.sqlite', workers
         bar.update(1); bar.set_postfix_str(f"{run_label(c)} s{c.seed}")
         if on_result: on_result(done, len(configs), c, r)
     if workers <= 1 or len(todo) <= 1:
-        for c in todo: _finished(c, _run_one(c, str(store.path)))
+        for c in todo: _finished(c, _run_one(c, str(store.path), store.weights))
     else:
         worker = importlib.import_module('balance_nb.sweep')           # pickled by reference, even from a notebook
         threads = max(1, (os.cpu_count() or 1) // workers)
         with ProcessPoolExecutor(workers, mp_context=_mp_context(), initializer=worker._init_worker, initargs=(threads, os.getpid())) as ex:
-            futs = {ex.submit(worker._run_one, c, str(store.path)): c for c in todo}
+            futs = {ex.submit(worker._run_one, c, str(store.path), store.weights): c for c in todo}
             for f in as_completed(futs): _finished(futs[f], f.result())
     bar.close()
     df = sweep_frame(configs, store)
@@ -298,6 +299,7 @@ def build_sweep_parser() -> argparse.ArgumentParser:
     p.add_argument('--batch-size', type=int, default=None); p.add_argument('--lr', type=float, default=None)
     p.add_argument('--fusion', default=None); p.add_argument('--device', default=None)
     p.add_argument('--store', default='runs/results.sqlite', help='SQLite result store (default runs/results.sqlite)')
+    p.add_argument('--keep-weights', action='store_true', help="also keep every run's trained weights in the store (as the course store does)")
     p.add_argument('--out', default=None, help='also write a run folder per run under this folder')
     p.add_argument('--workers', type=int, default=1, help='worker processes (default 1: in this process)')
     p.add_argument('--table', default=None, help='write the paper table here (.md, .html or .tex)')
@@ -344,7 +346,7 @@ def sweep_main(argv=None) -> int:
     except (CLIError, UnknownNameError, ValueError, ModuleNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr); return 2
     print(f"sweep: {len(grid)} runs into {a.store}", file=sys.stderr)
-    runs = run_sweep(grid, a.store, workers=a.workers, progress=not a.no_progress)
+    runs = run_sweep(grid, a.store, workers=a.workers, progress=not a.no_progress, weights=a.keep_weights)
     n_err = len(runs.attrs['errors'])
     print(f"{len(runs)} runs: {runs.attrs['computed']} trained, {runs.attrs['cached']} from the store, {n_err} failed", file=sys.stderr)
     if runs.empty: return 1
