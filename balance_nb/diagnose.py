@@ -21,8 +21,8 @@ from .analysis import plot_history, live_default
 
 # %% auto #0
 __all__ = ['DiagnoseError', 'describe', 'find_logits', 'check_batch', 'missing_inputs', 'replace_absent', 'coalition_values',
-           'feature_modules', 'FeatureTap', 'probe_accuracy', 'collect_features', 'param_groups', 'grad_norms',
-           'PositionalModel', 'coalition_name', 'Diagnosis', 'diagnose', 'Monitor']
+           'feature_modules', 'FeatureTap', 'probe_accuracy', 'collect_features', 'OutputGrab', 'skip_encoders',
+           'param_groups', 'grad_norms', 'PositionalModel', 'coalition_name', 'Diagnosis', 'diagnose', 'Monitor']
 
 # %% ../nbs/07_diagnose.ipynb #295e4c42
 class DiagnoseError(ValueError):
@@ -115,25 +115,36 @@ def replace_absent(batch, present, replace: dict) -> dict:
 
 # %% ../nbs/07_diagnose.ipynb #e24013a8
 @torch.no_grad()
-def coalition_values(model, loader, modalities, logits=None, replace=None, device='cpu', tap=None) -> dict:
+def coalition_values(model, loader, modalities, logits=None, replace=None, device='cpu', tap=None, fast=None) -> dict:
     "Correct counts and accuracy `v(S)` of every coalition, the fused confusion matrix and the labels, over `loader`."
+    # fast: {modality: features module}: skip the encoders in all but two passes per batch (the fast path, below)
     replace = replace or missing_inputs('zeros', modalities)
-    subsets, full = coalitions(modalities), frozenset(modalities)
-    correct, cm, n, labels = {S: 0 for S in subsets}, None, 0, []
-    for i, batch in enumerate(loader):
-        check_batch(batch, modalities, i)
-        batch = to_device(batch, device); y = batch['label']
-        for S in subsets:
-            if tap is not None: tap.on = S == full
-            z = find_logits(model(batch if S == full else replace_absent(batch, S, replace)), logits, len(y))
-            if tap is not None: tap.on = False
-            pred = z.argmax(1)
-            correct[S] += int((pred == y).sum())
-            if S == full:
-                C = z.shape[1]
-                if int(y.max()) >= C: raise DiagnoseError(f"Batch {i} has label {int(y.max())}, but the logits have only {C} classes.")
-                cm = (0 if cm is None else cm) + confusion_matrix(pred.cpu(), y.cpu(), C)
-        n += len(y); labels.append(y.cpu())
+    empty, full = frozenset(), frozenset(modalities)
+    subsets = [empty, full] + [S for S in coalitions(modalities) if S not in (empty, full)]
+    correct, cm, n, labels = {S: 0 for S in coalitions(modalities)}, None, 0, []
+    grab = OutputGrab(fast) if fast else None
+    try:
+        for i, batch in enumerate(loader):
+            check_batch(batch, modalities, i)
+            batch = to_device(batch, device); y = batch['label']
+            for S in subsets:
+                xb = batch if S == full else replace_absent(batch, S, replace)
+                if tap is not None: tap.on = S == full
+                if grab is None: out = model(xb)
+                elif S in (empty, full): out = grab.run(model, xb, S)
+                else:
+                    with skip_encoders(fast, {m: grab.kept[full if m in S else empty][m] for m in fast}): out = model(xb)
+                if tap is not None: tap.on = False
+                z = find_logits(out, logits, len(y))
+                pred = z.argmax(1)
+                correct[S] += int((pred == y).sum())
+                if S == full:
+                    C = z.shape[1]
+                    if int(y.max()) >= C: raise DiagnoseError(f"Batch {i} has label {int(y.max())}, but the logits have only {C} classes.")
+                    cm = (0 if cm is None else cm) + confusion_matrix(pred.cpu(), y.cpu(), C)
+            n += len(y); labels.append(y.cpu())
+    finally:
+        if grab is not None: grab.close()
     if not n: raise DiagnoseError("The loader gave no batches: diagnose needs labelled batches to evaluate on.")
     return {'correct': correct, 'value': {S: c / n for S, c in correct.items()}, 'cm': cm, 'n': n, 'labels': torch.cat(labels)}
 
@@ -162,6 +173,11 @@ def feature_modules(model, features: Mapping, modalities) -> dict[str, nn.Module
             except AttributeError:
                 raise DiagnoseError(f"features[{m!r}]={spec!r} names no module of {type(root).__name__}; its modules are "
                                     f"{_module_names(model)}. Pass a path from model.named_modules() or the module itself.") from None
+        same = [k for k, mod in out.items() if k != m and mod is out[m]]
+        if same:
+            name = next((n for n, x in root.named_modules() if x is out[m]), type(out[m]).__name__)
+            raise DiagnoseError(f"features= gives the same module ({name}) for {same[0]!r} and {m!r}: each modality needs the "
+                                f"module that encodes it alone (wrap a shared encoder's call for each modality in its own module).")
     return out
 
 class FeatureTap:
@@ -207,6 +223,42 @@ def collect_features(model, loader, modalities, tap: FeatureTap, device='cpu') -
         ys.append(batch['label'].cpu())
     if not ys: raise DiagnoseError("probe_loader gave no batches: the probe needs labelled training batches.")
     return tap.take(), torch.cat(ys).numpy()
+
+# %% ../nbs/07_diagnose.ipynb #50f2852e
+class OutputGrab:
+    "Forward hooks that keep what each module returned in a forward pass (for the fast path)."
+    def __init__(self, modules: dict[str, nn.Module]):
+        self.modules, self.on, self.kept, self._out, self._calls = modules, False, {}, {}, {}
+        self.hooks = [mod.register_forward_hook(self._hook(m)) for m, mod in modules.items()]
+    def _hook(self, m):
+        def keep(module, inp, out):
+            if self.on: self._out[m] = out; self._calls[m] = self._calls.get(m, 0) + 1
+        return keep
+    def run(self, model, batch, key):
+        "`model(batch)`, keeping each module's output under `kept[key]`."
+        self.on, self._out, self._calls = True, {}, {}
+        try: out = model(batch)
+        finally: self.on = False
+        bad = {m: self._calls.get(m, 0) for m in self.modules if self._calls.get(m, 0) != 1}
+        if bad: raise DiagnoseError(f"fast=True needs each features module to run exactly once per forward pass; times run: {bad}. "
+                                    f"Use the brute-force path (fast=False, the default).")
+        self.kept[key] = dict(self._out)
+        return out
+    def close(self):
+        for h in self.hooks: h.remove()
+
+from contextlib import contextmanager
+
+@contextmanager
+def skip_encoders(modules: dict[str, nn.Module], outputs: dict):
+    "Inside the block each module of `modules` returns `outputs[m]` without computing anything."
+    saved = {m: mod.__dict__.get('forward') for m, mod in modules.items()}
+    for m, mod in modules.items(): mod.forward = (lambda o: lambda *a, **k: o)(outputs[m])
+    try: yield
+    finally:
+        for m, mod in modules.items():
+            if saved[m] is None: del mod.forward
+            else: mod.forward = saved[m]
 
 # %% ../nbs/07_diagnose.ipynb #a67cb66f
 def _matches(name: str, prefix: str) -> bool:
@@ -333,7 +385,7 @@ def _device_of(model) -> torch.device:
     return p.device if p is not None else torch.device('cpu')
 
 def diagnose(model, loader, modalities=None, logits=None, missing='zeros', encoders=None, features=None,
-             probe_loader=None, grad_batches: int = 3, loss_func=F.cross_entropy, device=None) -> Diagnosis:
+             probe_loader=None, grad_batches: int = 3, loss_func=F.cross_entropy, device=None, fast: bool = False) -> Diagnosis:
     "Fused accuracy and F1, exact modality Shapley values and the imbalance degree of any multimodal `model` on `loader`; linear probes on `features`, gradient norms of `encoders`."
     device = _device_of(model) if device is None else get_device(device)
     first = next(iter(loader), None)
@@ -348,15 +400,22 @@ def diagnose(model, loader, modalities=None, logits=None, missing='zeros', encod
     if taps and probe_loader is None:
         raise DiagnoseError("features= needs probe_loader=: the linear probes are fitted on the frozen features of "
                             "training batches (probe_loader) and scored on `loader`.")
+    if fast and (taps is None or set(taps) != set(mods)):
+        raise DiagnoseError(f"fast=True needs features= for every modality ({list(mods)}; given: {list(taps or {})}): "
+                            f"the modules whose outputs the fast path keeps and re-uses.")
     replace = missing_inputs(missing, mods, loader)
     was = model.training; model.eval()
     tap = FeatureTap(taps) if taps else None
     try:
-        table = coalition_values(model, loader, mods, logits, replace, device, tap)
+        table = coalition_values(model, loader, mods, logits, replace, device, tap, taps if fast else None)
         probe = {}
         if tap:
             test_x = tap.take()
             train_x, train_y = collect_features(model, probe_loader, mods, tap, device)
+            for m, x, n in [*((m, x, table['n']) for m, x in test_x.items()), *((m, x, len(train_y)) for m, x in train_x.items())]:
+                if len(x) != n:
+                    raise DiagnoseError(f"The features module of {m!r} gave {len(x)} rows for {n} samples: it runs more "
+                                        f"than once per forward pass. Point features= at a module that encodes {m!r} once.")
             probe = {m: probe_accuracy(train_x[m], train_y, test_x[m], table['labels'].numpy()) for m in test_x}
         grads = grad_norms(model, loader, groups, mods, logits, grad_batches, loss_func, device) if groups else None
     finally:
@@ -372,7 +431,8 @@ def diagnose(model, loader, modalities=None, logits=None, missing='zeros', encod
     coal = pd.DataFrame([{'coalition': coalition_name([m for m in mods if m in S])} | {m: m in S for m in mods}
                          | {'accuracy': table['value'][S], 'correct': table['correct'][S]} for S in coalitions(mods)]).set_index('coalition')
     notes = [f"v(S): accuracy on {table['n']} samples with the modalities outside S replaced by "
-             f"{missing if isinstance(missing, str) else 'the given missing value'}; one forward pass per coalition."]
+             f"{missing if isinstance(missing, str) else 'the given missing value'}; "
+             + ("fast path: encoders run twice per batch, the rest once per coalition." if fast else "one forward pass per coalition (brute force).")]
     if features is None: notes.append("No features= given: no linear probes (the probe needs each modality's own features).")
     if encoders is None: notes.append("No encoders= given: no gradient norms.")
     return Diagnosis(pd.DataFrame(rows).set_index('output'), coal, imbalance_degree(phi), mods, grads, notes)

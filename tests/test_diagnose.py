@@ -154,3 +154,17 @@ def test_monitor_logs_what_the_loop_computed(mfeat, tmp_path):
     assert len(fig.axes[1].lines) == 2                                   # one gradient-norm line per modality
     with pytest.raises(DiagnoseError, match="encoders\\['pix'\\]='pix_enc' matches no parameter of Towers"):
         Monitor(net, valid, encoders={'pix': 'pix_enc'})
+
+
+def test_fast_path_equals_brute_force_and_refuses_what_it_cannot_do(mfeat):
+    net, _, te = mfeat
+    b = [te[list(range(150))], te[list(range(150, 200))]]
+    feats = {'pix': 'enc_one', 'mor': 'enc_two'}
+    brute = diagnose(net, b, missing='mean')
+    fast = diagnose(net, b, missing='mean', features=feats, probe_loader=b, fast=True)
+    assert fast.coalitions.equals(brute.coalitions) and fast.shapley == brute.shapley
+    assert 'forward' not in net.enc_one.__dict__                        # the encoders compute again
+    with pytest.raises(DiagnoseError, match=r"fast=True needs features= for every modality \(\['pix', 'mor'\]; given: \['pix'\]\)"):
+        diagnose(net, b, features={'pix': 'enc_one'}, probe_loader=b, fast=True)
+    with pytest.raises(DiagnoseError, match=r"the same module \(enc_one\) for 'pix' and 'mor'"):
+        diagnose(net, b, features={'pix': 'enc_one', 'mor': 'enc_one'}, probe_loader=b)
