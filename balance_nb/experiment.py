@@ -409,12 +409,15 @@ class RunFilesCB(Callback):
 class TensorBoardCB(Callback):
     "Every number of the step and epoch tables as TensorBoard scalars (`step/<name>` by step, `epoch/<name>` by epoch)."
     order = 96
-    def __init__(self, folder):
+    def __init__(self, folder): self.writer, self.sent = self.require()(str(folder)), 0
+    @staticmethod
+    def require():
+        "torch's `SummaryWriter`, or a `CLIError` with the pip command (`run` asks before any data is loaded)."
         try: from torch.utils.tensorboard import SummaryWriter
         except ImportError:
             raise CLIError("--tensorboard needs the tensorboard package: pip install tensorboard "
                            "(or pip install 'balance_nb[tensorboard]').") from None
-        self.writer, self.sent = SummaryWriter(str(folder)), 0
+        return SummaryWriter
     def _steps(self):
         rows = self.learn.history.step_rows
         for r in rows[self.sent:]:
@@ -438,6 +441,7 @@ def run(config: RunConfig | None = None, cbs=(), store: ResultStore | str | None
     # live: one figure redrawn in place while training (`LivePlotCB`); None = only inside Jupyter, not under tests
     # tensorboard: also write TensorBoard event files to <run folder>/tensorboard (needs the `tensorboard` package)
     c = dataclasses.replace(config or RunConfig(), **overrides).resolved()
+    if tensorboard: TensorBoardCB.require()                  # a missing package is said before any data is loaded
     store = ResultStore(store) if isinstance(store, (str, Path)) else store
     if store is not None and not resume and (hit := store.get(c)) is not None:
         metrics, hist = hit

@@ -158,6 +158,9 @@ def test_tensorboard_missing_says_what_to_install(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, 'torch.utils.tensorboard', None)          # as if the package were not installed
     code, err = run_main('--dataset', 'MFeat', '--epochs', '1', '--no-reference', '--tensorboard', '--out', str(tmp_path))
     assert code == 2 and "pip install 'balance_nb[tensorboard]'" in err and 'pip install tensorboard' in err and 'Traceback' not in err
+    # said before any data is loaded: a dataset whose folder does not exist is not even looked at
+    code, err = run_main('--dataset', 'CREMAD', '--data-root', str(tmp_path/'nowhere'), '--tensorboard', '--out', str(tmp_path))
+    assert code == 2 and 'pip install tensorboard' in err and 'nowhere' not in err
 
 def test_watch_a_running_cli_run_then_eval_reproduces_it(tmp_path):
     "A headless run followed from outside while it trains (progress.json, history.csv), then `eval` on its folder."
