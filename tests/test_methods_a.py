@@ -56,20 +56,22 @@ def test_greedy_on_frame_stacks(tmp_path):
                         '--batch-size', '6', dataset='CREMAD', min_acc=0.0)
     assert {'shapley_audio', 'shapley_visual'} <= set(m) and steps['speed'].notna().any()
 
-# MLA's step losses (mean of its two unimodal losses) on AV-Digits' valid split, seed 0, batch 32, one epoch,
-# recorded before MLA's step moved from `learn.train_step = ...` to a `train_step` method the Learner runs.
-MLA_LOSSES = [2.291963, 2.328364, 2.283994, 2.313018, 2.265464, 2.239462, 2.294638, 2.23986, 2.184383, 2.232636]
+# MLA's step losses (mean of its two unimodal losses) on MFeat's valid split (pix + mor, MLP encoders), seed 0,
+# batch 32, one epoch, recorded with the code before MLA's step moved from `learn.train_step = ...` to a `train_step`
+# method the Learner runs (commit 7b216f7). MLPs, not AV-Digits' CNN: convolution kernels sum in an order that depends
+# on the CPU and the memory layout, and ten Adam steps amplify that past any tight tolerance.
+MLA_LOSSES = [2.286406, 2.249834, 2.243566, 2.206406, 2.193231, 2.150672, 2.159086]
 
 def test_mla_owns_the_step_and_trains_as_before():
     from balance_nb.core import set_seed
-    from balance_nb.data import AVDigits, make_loader
+    from balance_nb.data import MFeat, make_loader
     from balance_nb.models import build_model
     from balance_nb.learner import Learner
     from balance_nb.methods.feedforward import MLA
-    ds = AVDigits('valid'); set_seed(0)
+    ds = MFeat('valid'); set_seed(0)
     mla = MLA()
     learn = Learner(build_model(ds), make_loader(ds, 32, shuffle=True, seed=0), make_loader(ds, 128), cbs=[mla],
                     progress=False).fit(1)
     assert learn.step_owner is mla and mla.n_steps == 2 * len(MLA_LOSSES)    # one optimizer step per modality
     assert learn.history.steps.loss.tolist() == pytest.approx(MLA_LOSSES, rel=1e-4)
-    assert learn.history.epochs.valid_loss[0] == pytest.approx(2.206221, rel=1e-4)
+    assert learn.history.epochs.valid_loss[0] == pytest.approx(2.046281, rel=1e-4)

@@ -78,12 +78,12 @@ def test_bad_option_names_valid_values(tmp_path):
     r = cli('--trainer', 'AGM', '--hp', 'sign=paper', '--epochs', '1', '--no-reference', '--out', str(tmp_path))
     assert r.returncode == 2 and 'balancemm, original' in r.stderr
 
-def _learner(*cbs):
+def _learner(*cbs, data: str = 'AVDigits'):
     from balance_nb.core import set_seed
-    from balance_nb.data import AVDigits, make_loader
+    from balance_nb.data import AVDigits, MFeat, make_loader
     from balance_nb.models import build_model
     from balance_nb.learner import Learner
-    ds = AVDigits('valid'); set_seed(0)
+    ds = {'AVDigits': AVDigits, 'MFeat': MFeat}[data]('valid'); set_seed(0)
     return Learner(build_model(ds), make_loader(ds, 32, shuffle=True, seed=0), make_loader(ds, 128), cbs=cbs, progress=False)
 
 def test_two_step_owners_are_refused_before_training():
@@ -97,19 +97,21 @@ def test_two_step_owners_are_refused_before_training():
     assert learn.model.fusion is fusion and learn.history.step_rows == []
     with pytest.raises(AttributeError, match='give a callback a `train_step` method'): learn.train_step = print
 
-# ReconBoost's step losses on AV-Digits' valid split, seed 0, batch 32, one epoch (four passes: audio stage, global,
-# visual stage, the Learner's own global pass), recorded before its step and passes moved to public Learner hooks.
-RECONBOOST_LOSSES = [1.136737, 1.144828, 1.130604, 1.159412, 1.125098, 1.117377, 1.165776, 1.129237, 1.079798, 1.128569,
-                     2.301673, 2.301627, 2.301323, 2.300597, 2.300412, 2.298862, 2.299898, 2.297971, 2.296775, 2.297009,
-                     1.030062, 1.082255, 1.059654, 1.051021, 1.049997, 1.018667, 1.026591, 1.011153, 0.991202, 1.015307,
-                     2.293538, 2.29418, 2.295628, 2.292955, 2.29346, 2.288135, 2.289373, 2.28447, 2.282714, 2.284115]
+# ReconBoost's step losses on MFeat's valid split (pix + mor, MLP encoders), seed 0, batch 32, one epoch (four passes:
+# pix stage, global, mor stage, the Learner's own global pass), recorded with the code before its step and passes
+# moved to public Learner hooks (commit 7b216f7). MLPs, not AV-Digits' CNN: convolution sums depend on the CPU and
+# the memory layout, and Adam amplifies that past any tight tolerance.
+RECONBOOST_LOSSES = [1.115531, 1.102964, 1.093675, 1.075921, 1.050694, 1.044541, 1.02436,
+                     2.298507, 2.297457, 2.296601, 2.295658, 2.294686, 2.293511, 2.291114,
+                     1.050236, 1.037834, 1.053117, 1.039769, 1.064973, 1.018842, 1.056085,
+                     2.286944, 2.284989, 2.283564, 2.282307, 2.281874, 2.27922, 2.27462]
 
 def test_reconboost_owns_the_step_and_trains_as_before():
     from balance_nb.methods.optimization import ReconBoost
     rb = ReconBoost()
-    learn = _learner(rb).fit(1)
+    learn = _learner(rb, data='MFeat').fit(1)
     steps = learn.history.steps
     assert learn.step_owner is rb
     assert steps.loss.tolist() == pytest.approx(RECONBOOST_LOSSES, rel=1e-4)
-    assert steps.boost_loss_audio.notna().sum() == 10 and steps.boost_loss_visual.notna().sum() == 10
-    assert learn.history.epochs.valid_loss[0] == pytest.approx(2.285396, rel=1e-4)
+    assert steps.boost_loss_pix.notna().sum() == 7 and steps.boost_loss_mor.notna().sum() == 7
+    assert learn.history.epochs.valid_loss[0] == pytest.approx(2.274328, rel=1e-4)
