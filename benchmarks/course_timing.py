@@ -27,6 +27,19 @@ def run_nb(nb: Path, fast: bool, inplace: bool) -> tuple[bool, list[str]]:
     slow = [' '.join(l.split()) for l in done.stdout.splitlines() if re.match(r'\s+[\d.]+ s  cell ', l)]   # "12.3 s cell 41 first line"
     return done.returncode == 0, slow
 
+def update_course_map(index: Path, rows, total: float):
+    "Write the measured first-pass seconds into the course map's table and its total into its sentence (as JSON cells)."
+    import json
+    book, secs = json.loads(index.read_text()), {n.removesuffix('.ipynb'): s for n, s, ok, _ in rows if ok}
+    for cell in book['cells']:
+        if cell['cell_type'] != 'markdown': continue
+        text = ''.join(cell['source'])
+        new = re.sub(r'^(\| \[([\w-]+)\]\(\2\.ipynb\) \|.*\| )\d+ s \|$',
+                     lambda m: f"{m[1]}{secs[m[2]]:.0f} s |" if m[2] in secs else m[0], text, flags=re.M)
+        new = re.sub(r'takes about \d+ minutes the first time', f'takes about {round(total / 60)} minutes the first time', new)
+        if new != text: cell['source'] = new.splitlines(keepends=True)
+    index.write_text(json.dumps(book, indent=1, ensure_ascii=False) + '\n')
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--fast', action='store_true', help="nbdev's engine, cells marked #| slow skipped (what the fast tests run)")
@@ -64,6 +77,7 @@ def main():
     lines += [f"| **total** | **{total:.0f}** ({total/60:.1f} min) | | |"]
     Path(a.out).write_text('\n'.join(lines) + '\n')
     print(f"total {total:.0f} s ({total/60:.1f} min) -> {a.out}")
+    if a.fresh_store and not a.fast and not a.only: update_course_map(ROOT/'nbs'/'index.ipynb', rows, total)
     return 0 if all(ok for _, _, ok, _ in rows) else 1
 
 if __name__ == '__main__': sys.exit(main())
