@@ -20,9 +20,10 @@ from .metrics import coalitions, exact_shapley, imbalance_degree, confusion_matr
 from .analysis import plot_history, live_default
 
 # %% auto #0
-__all__ = ['DiagnoseError', 'describe', 'find_logits', 'check_batch', 'missing_inputs', 'replace_absent', 'coalition_values',
-           'feature_modules', 'FeatureTap', 'probe_accuracy', 'collect_features', 'OutputGrab', 'skip_encoders',
-           'param_groups', 'grad_norms', 'PositionalModel', 'coalition_name', 'Diagnosis', 'diagnose', 'Monitor']
+__all__ = ['DiagnoseError', 'describe', 'find_logits', 'check_batch', 'missing_inputs', 'replace_absent', 'unimodal_logits',
+           'coalition_values', 'feature_modules', 'FeatureTap', 'probe_accuracy', 'collect_features', 'OutputGrab',
+           'skip_encoders', 'param_groups', 'grad_norms', 'PositionalModel', 'coalition_name', 'Diagnosis', 'diagnose',
+           'Monitor']
 
 # %% ../nbs/07_diagnose.ipynb #295e4c42
 class DiagnoseError(ValueError):
@@ -113,6 +114,13 @@ def replace_absent(batch, present, replace: dict) -> dict:
         out[m] = r
     return out
 
+# %% ../nbs/07_diagnose.ipynb #75b0d5b0
+def unimodal_logits(out, modalities, n: int) -> dict[str, torch.Tensor]:
+    "Per-modality (batch, classes) logits carried by an output (`.unimodal` or a 'unimodal' key), else {}."
+    uni = out.get('unimodal') if isinstance(out, Mapping) else getattr(out, 'unimodal', None)
+    if not isinstance(uni, Mapping): return {}
+    return {m: z for m, z in uni.items() if m in modalities and torch.is_tensor(z) and z.ndim == 2 and len(z) == n}
+
 # %% ../nbs/07_diagnose.ipynb #e24013a8
 @torch.no_grad()
 def coalition_values(model, loader, modalities, logits=None, replace=None, device='cpu', tap=None, fast=None) -> dict:
@@ -121,7 +129,7 @@ def coalition_values(model, loader, modalities, logits=None, replace=None, devic
     replace = replace or missing_inputs('zeros', modalities)
     empty, full = frozenset(), frozenset(modalities)
     subsets = [empty, full] + [S for S in coalitions(modalities) if S not in (empty, full)]
-    correct, cm, n, labels = {S: 0 for S in coalitions(modalities)}, None, 0, []
+    correct, cm, n, labels, uni_cm = {S: 0 for S in coalitions(modalities)}, None, 0, [], {}
     grab = OutputGrab(fast) if fast else None
     try:
         for i, batch in enumerate(loader):
@@ -142,11 +150,14 @@ def coalition_values(model, loader, modalities, logits=None, replace=None, devic
                     C = z.shape[1]
                     if int(y.max()) >= C: raise DiagnoseError(f"Batch {i} has label {int(y.max())}, but the logits have only {C} classes.")
                     cm = (0 if cm is None else cm) + confusion_matrix(pred.cpu(), y.cpu(), C)
+                    for m, zm in unimodal_logits(out, modalities, len(y)).items():
+                        uni_cm[m] = uni_cm.get(m, 0) + confusion_matrix(zm.argmax(1).cpu(), y.cpu(), C)
             n += len(y); labels.append(y.cpu())
     finally:
         if grab is not None: grab.close()
     if not n: raise DiagnoseError("The loader gave no batches: diagnose needs labelled batches to evaluate on.")
-    return {'correct': correct, 'value': {S: c / n for S, c in correct.items()}, 'cm': cm, 'n': n, 'labels': torch.cat(labels)}
+    return {'correct': correct, 'value': {S: c / n for S, c in correct.items()}, 'cm': cm, 'n': n, 'labels': torch.cat(labels),
+            'unimodal_cm': uni_cm}
 
 # %% ../nbs/07_diagnose.ipynb #4b2f6615
 def _root(model):
@@ -319,7 +330,7 @@ def coalition_name(S) -> str: return ' + '.join(S) if S else '∅ (none)'
 @dataclass
 class Diagnosis:
     "What `diagnose` measured: tables, the imbalance degree, and notes on what was and was not measured."
-    summary: pd.DataFrame                    # rows: fused + each modality; acc, f1, shapley, probe_acc, grad_norm
+    summary: pd.DataFrame                    # rows: fused + each modality; acc, f1 (modality rows: from per-modality logits, if any), shapley, probe_acc, grad_norm
     coalitions: pd.DataFrame                 # rows: coalitions; one column per modality (present?), accuracy, correct
     imbalance: float
     modalities: tuple
@@ -331,9 +342,9 @@ class Diagnosis:
 
     @property
     def metrics(self) -> dict:
-        "Flat numbers with the package's names: acc, f1, shapley_<m>, imbalance, probe_acc_<m>, grad_norm_<m>."
+        "Flat numbers with the package's names: acc, f1, acc_<m>, f1_<m>, shapley_<m>, imbalance, probe_acc_<m>, grad_norm_<m>."
         s, r = self.summary, {'acc': float(self.summary.loc['fused', 'acc']), 'f1': float(self.summary.loc['fused', 'f1'])}
-        for col in ('shapley', 'probe_acc', 'grad_norm'):
+        for col in ('acc', 'f1', 'shapley', 'probe_acc', 'grad_norm'):
             if col in s: r |= {f'{col}_{m}': float(s.loc[m, col]) for m in self.modalities if not pd.isna(s.loc[m, col])}
             if col == 'shapley': r['imbalance'] = self.imbalance
         return r
@@ -425,6 +436,7 @@ def diagnose(model, loader, modalities=None, logits=None, missing='zeros', encod
     rows = [{'output': 'fused', 'acc': accuracy(table['cm']), 'f1': macro_f1(table['cm'])}]
     for m in mods:
         r = {'output': m, 'shapley': phi[m]}
+        if m in table['unimodal_cm']: r |= {'acc': accuracy(table['unimodal_cm'][m]), 'f1': macro_f1(table['unimodal_cm'][m])}
         if probe: r['probe_acc'] = probe.get(m, np.nan)
         if grads is not None: r['grad_norm'] = grads[m].mean() if m in grads else np.nan
         rows.append(r)

@@ -107,7 +107,8 @@ def test_package_model_equals_the_package_metrics():
     from balance_nb.experiment import run
     r = run(dataset='MFeat', epochs=1, seed=0, out=None, store=None, live=False, progress=False)
     d = diagnose(r.learner.model, make_loader(MFeat('test'), 128))
-    for k in ('acc', 'f1', 'shapley_pix', 'shapley_mor', 'imbalance'):
+    assert set(d.metrics) == {'acc', 'f1', 'acc_pix', 'f1_pix', 'acc_mor', 'f1_mor', 'shapley_pix', 'shapley_mor', 'imbalance'}
+    for k in d.metrics:                                    # per-modality acc/F1 read from MMOutput.unimodal
         assert d.metrics[k] == pytest.approx(r.metrics[k], abs=1e-9), k
 
 
