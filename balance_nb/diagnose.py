@@ -6,6 +6,7 @@
 from __future__ import annotations
 import base64, dataclasses, html, io
 from collections.abc import Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
@@ -258,8 +259,6 @@ class OutputGrab:
     def close(self):
         for h in self.hooks: h.remove()
 
-from contextlib import contextmanager
-
 @contextmanager
 def skip_encoders(modules: dict[str, nn.Module], outputs: dict):
     "Inside the block each module of `modules` returns `outputs[m]` without computing anything."
@@ -457,7 +456,8 @@ def _group_grad_norm(params) -> float:
 class Monitor:
     "Imbalance numbers from a plain PyTorch loop: `step(loss)` after `loss.backward()`, `epoch()` after each epoch."
     def __init__(self, model, loader, modalities=None, encoders=None, logits=None, missing='zeros', features=None,
-                 probe_loader=None, live: bool | None = None, folder=None, title: str = '', every: int | None = None):
+                 probe_loader=None, live: bool | None = None, folder=None, title: str = '', every: int | None = None,
+                 tensorboard=None):
         self.model, self.loader, self.title, self.every = model, loader, title, every
         first = next(iter(loader), None)
         if first is None: raise DiagnoseError("The loader gave no batches: the monitor evaluates on it every epoch.")
@@ -472,13 +472,23 @@ class Monitor:
         self.folder = Path(folder) if folder is not None else None
         self.history, self.n_iter, self.n_epoch, self.last = History(), 0, 0, None
         self.fig = self.axes = self.handle = None
+        self.tb = None
+        if tensorboard is not None:
+            try: from torch.utils.tensorboard import SummaryWriter
+            except ImportError: raise DiagnoseError("tensorboard= needs the tensorboard package: pip install tensorboard.") from None
+            self.tb = SummaryWriter(str(tensorboard))
+
+    def _send(self, row: dict, kind: str, x: int):
+        if self.tb is None: return
+        for k, v in row.items():
+            if k not in ('epoch', 'iter') and isinstance(v, (int, float)): self.tb.add_scalar(f'{kind}/{k}', v, x)
 
     def step(self, loss=None):
         "Log this step's loss and each modality's gradient norm (call after `loss.backward()`, before `opt.step()`)."
         row = {'epoch': self.n_epoch, 'iter': self.n_iter}
         if loss is not None: row['loss'] = float(loss.detach() if torch.is_tensor(loss) else loss)
         row |= {f'grad_norm_{m}': _group_grad_norm(ps) for m, ps in self.groups.items()}
-        self.history.step_rows.append(row); self.n_iter += 1
+        self.history.step_rows.append(row); self._send(row, 'step', self.n_iter); self.n_iter += 1
         if self.every and self.n_iter % self.every == 0: self.draw()
 
     def epoch(self, **extra) -> Diagnosis:
@@ -486,7 +496,8 @@ class Monitor:
         self.last = diagnose(self.model, self.loader, self.modalities, **self.kw)
         losses = [r['loss'] for r in self.history.step_rows if r['epoch'] == self.n_epoch and 'loss' in r]
         row = {'epoch': self.n_epoch} | ({'train_loss': float(np.mean(losses))} if losses else {}) | self.last.metrics | extra
-        self.history.epoch_rows.append(row); self.n_epoch += 1
+        self.history.epoch_rows.append(row); self._send(row, 'epoch', self.n_epoch); self.n_epoch += 1
+        if self.tb is not None: self.tb.flush()
         if self.folder is not None:
             self.folder.mkdir(parents=True, exist_ok=True)
             self.history.epochs.to_csv(self.folder/'history.csv', index=False); self.history.steps.to_csv(self.folder/'steps.csv', index=False)

@@ -139,7 +139,7 @@ def test_monitor_logs_what_the_loop_computed(mfeat, tmp_path):
     torch.manual_seed(2)
     net, valid = Towers(240, 6), [te[list(range(100))]]
     opt = torch.optim.SGD(net.parameters(), lr=0.1)
-    mon = Monitor(net, valid, encoders={'pix': 'enc_one', 'mor': net.enc_two}, folder=tmp_path, live=False)
+    mon = Monitor(net, valid, encoders={'pix': 'enc_one', 'mor': net.enc_two}, folder=tmp_path, live=False, tensorboard=tmp_path/'tb')
     for b in make_loader(tr.subset(range(256)), 64):
         loss = F.cross_entropy(net(b), b['label']); opt.zero_grad(); loss.backward()
         mon.step(loss)
@@ -151,6 +151,10 @@ def test_monitor_logs_what_the_loop_computed(mfeat, tmp_path):
     ep = pd.read_csv(tmp_path/'history.csv')
     assert len(ep) == 1 and ep.loc[0, 'shapley_pix'] == pytest.approx(d.metrics['shapley_pix'])
     assert len(pd.read_csv(tmp_path/'steps.csv')) == 4
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    tb = EventAccumulator(str(tmp_path/'tb')).Reload()
+    assert [e.value for e in tb.Scalars('epoch/imbalance')] == pytest.approx([d.imbalance])
+    assert len(tb.Scalars('step/grad_norm_pix')) == 4
     fig = mon.plot()
     assert len(fig.axes[1].lines) == 2                                   # one gradient-norm line per modality
     with pytest.raises(DiagnoseError, match="encoders\\['pix'\\]='pix_enc' matches no parameter of Towers"):
