@@ -26,9 +26,9 @@ __all__ = ['CATEGORIES', 'DATASET_MODULES', 'BALANCEMM_MODELS', 'DATASET_ALIASES
            'method_aliases', 'ConfigError', 'CLIError', 'balancemm_model', 'RunConfig', 'declared_types', 'coerce',
            'check_range', 'method_hparam_types', 'dataset_knob_types', 'typed_config', 'ResultStore', 'repository_root',
            'course_store', 'use_installed_data', 'RunResult', 'make_method', 'run_dir_for', 'recorded_environment',
-           'RunFilesCB', 'TensorBoardCB', 'run', 'final_metrics', 'unimodal_references', 'add_gaps', 'course_run',
-           'results_table', 'format_summary', 'restored_learner', 'evaluate_run', 'build_parser', 'config_from_args',
-           'main', 'eval_main']
+           'RunFilesCB', 'TensorBoardCB', 'run', 'final_metrics', 'teacher_run', 'unimodal_references', 'add_gaps',
+           'course_run', 'results_table', 'format_summary', 'restored_learner', 'evaluate_run', 'build_parser',
+           'config_from_args', 'main', 'eval_main']
 
 # %% ../nbs/06_experiment.ipynb #2f8ca166
 CATEGORIES = ('baseline', 'data', 'feed-forward', 'objective', 'optimization')
@@ -463,6 +463,7 @@ def run(config: RunConfig | None = None, cbs=(), store: ResultStore | str | None
                     make_loader(splits['valid'], 256), cbs=[method, *std, *cbs], lr=c.lr, weight_decay=c.weight_decay,
                     step_size=c.step_size, gamma=c.gamma, device=device, progress=progress)
     learn.config, learn.datasets, learn.store = c, splits, store
+    learn.teacher_run = lambda m, checkpoint='best': teacher_run(c, m, checkpoint, store)    # the service UMT uses
     if rd:
         rd.mkdir(parents=True, exist_ok=True)
         (rd/'config.yaml').write_text(yaml.safe_dump(json.loads(json.dumps(asdict(c), default=str)) | {'recorded': recorded_environment()}, sort_keys=False))
@@ -492,6 +493,18 @@ def final_metrics(learn: Learner, test_ds, seconds: float) -> dict:
         if k in st: m[f'{k}_per_step'] = float(st[k].mean())
     batch = to_device(test_ds[list(range(min(8, len(test_ds))))], learn.device)
     return m | complexity(learn.model, batch)
+
+# %% ../nbs/06_experiment.ipynb #234c10b9
+def teacher_run(config: RunConfig, modality: str, checkpoint: str = 'best', store: ResultStore | None = None):
+    "The `unimodal` run of `modality` with `config`'s data, seed and budget, and its model state at `checkpoint` ('best' or 'last')."
+    if checkpoint not in ('best', 'last'): raise ValueError(f"checkpoint={checkpoint!r}: expected 'best' or 'last'.")
+    ref, keep = dataclasses.replace(config, trainer='unimodal', hparams={'modality': modality}), BestStateCB()
+    r = run(ref, cbs=[keep], store=store, progress=False, live=False)
+    sd = r.state_dict(checkpoint) if r.learner is None else None          # kept by the store or the run folder
+    if r.learner is None and sd is None:
+        r = run(ref, cbs=[keep], store=store, resume=True, progress=False, live=False)   # cached without weights: retrain
+    if sd is None: sd = keep.state if checkpoint == 'best' and keep.state is not None else r.learner.model.state_dict()
+    return r, sd
 
 # %% ../nbs/06_experiment.ipynb #7a887588
 def unimodal_references(c: RunConfig, store: ResultStore | None = None) -> dict:
@@ -551,6 +564,7 @@ def restored_learner(c: RunConfig, store: ResultStore | None = None) -> Learner:
     learn = Learner(model, make_loader(ds['train'], c.batch_size), make_loader(ds['valid'], 256),
                     cbs=[make_method(c.trainer, c.hparams, c.epochs)], lr=c.lr, device=get_device(c.device), progress=False)
     learn.config, learn.datasets, learn.store = c, ds, store
+    learn.teacher_run = lambda m, checkpoint='best': teacher_run(c, m, checkpoint, store)
     learn.fit(0)                                    # zero epochs: only before_fit/after_fit, where a method reshapes the model
     return learn
 

@@ -88,3 +88,24 @@ def test_umt_teachers_come_from_a_store_that_keeps_weights(tmp_path):
     assert len(store) == 3                             # two teachers + the UMT run
     after = finished()
     for t in teachers.values(): assert after[t.config.key()] == before[t.config.key()]   # no teacher was trained (and stored) again
+
+def test_methods_do_not_import_the_experiment_layer():
+    "Layers point one way: a method gets what it needs from above (UMT's teacher runs) through the Learner, never by import."
+    import ast, importlib, inspect, pkgutil
+    import balance_nb.methods as methods
+    for mod in pkgutil.iter_modules(methods.__path__):
+        tree = ast.parse(inspect.getsource(importlib.import_module(f'balance_nb.methods.{mod.name}')))
+        imported = {n.name for x in ast.walk(tree) if isinstance(x, ast.Import) for n in x.names}
+        imported |= {'.' * x.level + (x.module or '') for x in ast.walk(tree) if isinstance(x, ast.ImportFrom)}
+        for name in imported:       # every import, module-level or deferred inside a function
+            assert not any(layer in name.split('.') for layer in ('experiment', 'sweep', 'compare')), (mod.name, name)
+
+def test_umt_in_a_bare_learner_names_the_missing_service():
+    from balance_nb.core import set_seed
+    from balance_nb.data import MFeat, make_loader
+    from balance_nb.models import build_model
+    from balance_nb.learner import Learner, MethodConfigError
+    from balance_nb.methods.objective import UMT
+    ds = MFeat('valid', views='pix,mor'); set_seed(0)
+    learn = Learner(build_model(ds), make_loader(ds, 50), cbs=[UMT()], progress=False)
+    with pytest.raises(MethodConfigError, match='`teacher_run`'): learn.fit(1)

@@ -111,23 +111,16 @@ class UMT(BalancingMethod):
         self.scaling, self.teacher_checkpoint, self.teacher_bn, self.cache, self.teachers = scaling, teacher_checkpoint, teacher_bn, cache, teachers
 
     def train_teachers(self) -> dict[str, nn.Module]:
-        "One unimodal run per modality with the joint run's configuration (answered by the store when it can be)."
-        from balance_nb.experiment import run       # here, not at the top: the experiment module imports the methods
+        "Each modality's teacher encoder, from the unimodal run that `learn.teacher_run` (handed in by `run`) trains or loads."
         learn, out = self.learn, {}
-        if getattr(learn, 'config', None) is None:
-            raise MethodConfigError("UMT needs unimodal teachers: train through balance_nb.experiment.run (which trains them "
-                                    "first), or pass UMT(teachers={modality: encoder, ...}) to a bare Learner.")
-        store = getattr(learn, 'store', None)
+        teacher_run = getattr(learn, 'teacher_run', None)
+        if teacher_run is None:
+            raise MethodConfigError("UMT needs unimodal teachers: train through balance_nb.experiment.run (which hands the "
+                                    "Learner `teacher_run`, the service that trains or loads them), or pass "
+                                    "UMT(teachers={modality: encoder, ...}) to a bare Learner.")
         for m in learn.model.modalities:
-            ref, keep = dataclasses.replace(learn.config, trainer='unimodal', hparams={'modality': m}), BestStateCB()
-            r = run(ref, cbs=[keep], store=store, progress=False, live=False)
-            sd = r.state_dict(self.teacher_checkpoint) if r.learner is None else None   # kept by the store or the run folder
-            if r.learner is None and sd is None:
-                r = run(ref, cbs=[keep], store=store, resume=True, progress=False, live=False)   # cached without weights: retrain
-            template = learn.model.encoders[m]
-            if sd is not None: out[m] = _encoder_from_state(sd, m, template)
-            elif self.teacher_checkpoint == 'best' and keep.state is not None: out[m] = _encoder_from_state(keep.state, m, template)
-            else: out[m] = r.learner.model.encoders[m]
+            r, sd = teacher_run(m, self.teacher_checkpoint)
+            out[m] = _encoder_from_state(sd, m, learn.model.encoders[m])
             ep = r.history.epochs
             e = int(ep['acc'].idxmax()) if self.teacher_checkpoint == 'best' and 'acc' in ep else len(ep) - 1
             learn.log(**{f'teacher_acc_{m}': r.metrics['acc'], f'teacher_epoch_{m}': e})
