@@ -357,6 +357,8 @@ class RunResult:
         "The trained model, in eval mode: this process's own for a fresh run, else rebuilt from the stored weights."
         if checkpoint == 'last' and self.learner is not None: return self.learner.model.eval()
         sd = self.state_dict(checkpoint)
+        if sd is None and self.store is not None and self.store.weights:   # stored before weights were kept (a sweep without
+            return run(self.config, store=self.store, resume=True, progress=False, live=False).load_model(checkpoint)   # them): train once more
         if sd is None:
             raise LookupError(f"No weights kept for this {self.config.trainer} run: use a store that keeps them "
                               "(ResultStore(path, weights=True), as course_store() does), a run folder (out=...), or run(..., resume=True) to train again.")
@@ -451,6 +453,7 @@ def run(config: RunConfig | None = None, cbs=(), store: ResultStore | str | None
     set_seed(c.seed)
     device = get_device(c.device)
     splits = {s: build_dataset(c.dataset, s, **c.dataset_args) for s in ('train', 'valid', 'test')}
+    skipped = {s: [why for _, why in getattr(d, 'skipped', [])] for s, d in splits.items()}   # on_error=skip dropped these
     method = make_method(c.trainer, c.hparams, c.epochs)
     model = build_model(splits['train'], c.fusion, c.encoders, c.feature_dim)
     rd = run_dir_for(c)
@@ -475,6 +478,8 @@ def run(config: RunConfig | None = None, cbs=(), store: ResultStore | str | None
         if rd: _write_history(learn.history, rd)
     metrics = final_metrics(learn, splits['test'], time.perf_counter() - t0)
     if reference: metrics |= unimodal_references(c, store)
+    metrics |= {f'skipped_{s}': len(v) for s, v in skipped.items() if v}
+    if rd and any(skipped.values()): (rd/'skipped.txt').write_text(''.join(f'{s}\t{why}\n' for s, v in skipped.items() for why in v))
     if rd:
         (rd/'metrics.json').write_text(json.dumps(metrics | {'recorded': recorded_environment()}, indent=1))
         save_history_plots(learn.history, rd, f"{c.trainer} on {c.dataset} (seed {c.seed})")
