@@ -4,8 +4,7 @@
 
 # %% ../../nbs/12_objective_methods.ipynb #ab403cde
 from __future__ import annotations
-import copy, dataclasses, itertools, math
-from pathlib import Path
+import copy, itertools, math
 import torch
 import torch.nn.functional as F
 from torch import nn
