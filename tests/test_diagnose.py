@@ -1,9 +1,9 @@
-"""`balance_nb.diagnose` on models the package did not build: numbers checked against hand computations."""
+"""`balance_nb.diagnose` (balance_nb.diagnosis) on models the package did not build: numbers checked against hand computations."""
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
-from balance_nb.diagnose import (diagnose, DiagnoseError, PositionalModel, coalition_values, missing_inputs)
+from balance_nb.diagnosis import (diagnose, DiagnoseError, PositionalModel, coalition_values, missing_inputs)
 from balance_nb.data import MFeat, make_loader
 
 
@@ -134,7 +134,7 @@ def test_bad_input_names_what_was_found_and_the_fix():
 
 def test_monitor_logs_what_the_loop_computed(mfeat, tmp_path):
     import pandas as pd
-    from balance_nb.diagnose import Monitor
+    from balance_nb.diagnosis import Monitor
     _, tr, te = mfeat
     torch.manual_seed(2)
     net, valid = Towers(240, 6), [te[list(range(100))]]
@@ -173,3 +173,9 @@ def test_fast_path_equals_brute_force_and_refuses_what_it_cannot_do(mfeat):
         diagnose(net, b, features={'pix': 'enc_one'}, probe_loader=b, fast=True)
     with pytest.raises(DiagnoseError, match=r"the same module \(enc_one\) for 'pix' and 'mor'"):
         diagnose(net, b, features={'pix': 'enc_one', 'mor': 'enc_one'}, probe_loader=b)
+
+def test_one_call_from_the_package():
+    "`balance_nb.diagnose` is the function (imported on first use), `balance_nb.diagnosis` its module; anything else is refused."
+    import balance_nb, balance_nb.diagnosis
+    assert balance_nb.diagnose is balance_nb.diagnosis.diagnose
+    with pytest.raises(AttributeError, match='no attribute'): balance_nb.diagnoze
