@@ -51,7 +51,8 @@ def cell_seconds(book) -> list[tuple[float, int, str]]:
         t = c.get('metadata', {}).get('execution', {})
         if c.cell_type == 'code' and 'iopub.execute_input' in t and 'shell.execute_reply' in t:
             dt = (datetime.fromisoformat(t['shell.execute_reply'].rstrip('Z')) - datetime.fromisoformat(t['iopub.execute_input'].rstrip('Z')))
-            out.append((dt.total_seconds(), i, (c.source.strip().splitlines() or [''])[0][:70]))
+            code = [l for l in c.source.strip().splitlines() if not l.startswith('#|')] or ['']   # the first line that is code
+            out.append((dt.total_seconds(), i, code[0][:70]))
     return out
 
 def main():
