@@ -251,7 +251,7 @@ def test_cli_corrupt_file_exit_2_or_skip(trees, tmp_path):
     with pytest.warns(UserWarning, match=f'1 of {len(train)} samples skipped.*{first}'):
         code, out, err = _main(*args, '--out', tmp_path/'skip', '--data-opt', 'on_error=skip')
     assert code == 0 and 'fused' in out, err
-    rd = next((tmp_path/'skip').iterdir())                              # the run folder records what was dropped
+    rd = next(d for d in (tmp_path/'skip').iterdir() if (d/'config.yaml').exists())   # the run folder records what was dropped
     assert json.loads((rd/'metrics.json').read_text())['skipped_train'] == 1
     assert (rd/'skipped.txt').read_text().startswith('train\t') and str(bad) in (rd/'skipped.txt').read_text()
     code, _, err = _main(*args, '--out', tmp_path/'bad', '--data-opt', 'on_error=ignore')
