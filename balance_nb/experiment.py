@@ -343,14 +343,15 @@ class RunResult:
     learner: Learner | None = None
     cached: bool = False
     store: ResultStore | None = None
+    best_state: dict | None = None      # a fresh run's weights after its best validation epoch (in memory)
 
     def state_dict(self, checkpoint: str = 'last') -> dict | None:
-        "The trained model's weights (`last` or `best` validation epoch) from the result store or the run folder, else None."
+        "The trained model's weights (`last` or `best` validation epoch): this process's own, the store's or the run folder's, else None."
         if checkpoint not in ('best', 'last'): raise ValueError(f"checkpoint={checkpoint!r}: expected 'best' or 'last'.")
+        if self.learner is not None: return self.learner.model.state_dict() if checkpoint == 'last' else self.best_state
         if self.store is not None and (sd := (self.store.states(self.config) or {}).get(checkpoint)) is not None: return sd
         ck = Path(self.run_dir)/'checkpoints'/f'{checkpoint}.pt' if self.run_dir else None
         if ck is not None and ck.exists(): return torch.load(ck, map_location='cpu', weights_only=False)['model']
-        if checkpoint == 'last' and self.learner is not None: return self.learner.model.state_dict()
         return None
 
     def load_model(self, checkpoint: str = 'last') -> torch.nn.Module:
@@ -460,8 +461,8 @@ def run(config: RunConfig | None = None, cbs=(), store: ResultStore | str | None
     std = [EvalCB(), GradNormCB(), PassCounterCB()] + ([CheckpointCB(rd/'checkpoints'), RunFilesCB(rd)] if rd else [])
     if tensorboard: std.append(TensorBoardCB(rd/'tensorboard' if rd else Path('runs')/'tensorboard'/c.key()))
     if live_default() if live is None else live: std.append(LivePlotCB(f"{c.trainer} on {c.dataset} (seed {c.seed})", quiet=False))
-    best = BestStateCB() if store is not None and store.weights else None      # the best-validation weights, for the store
-    if best: std.append(best)
+    best = BestStateCB()                             # the best-validation weights: RunResult.best_state, and the store's
+    std.append(best)
     learn = Learner(model, make_loader(splits['train'], c.batch_size, shuffle=True, seed=c.seed),
                     make_loader(splits['valid'], 256), cbs=[method, *std, *cbs], lr=c.lr, weight_decay=c.weight_decay,
                     step_size=c.step_size, gamma=c.gamma, device=device, progress=progress)
@@ -483,8 +484,8 @@ def run(config: RunConfig | None = None, cbs=(), store: ResultStore | str | None
     if rd:
         (rd/'metrics.json').write_text(json.dumps(metrics | {'recorded': recorded_environment()}, indent=1))
         save_history_plots(learn.history, rd, f"{c.trainer} on {c.dataset} (seed {c.seed})")
-    if store is not None: store.put(c, metrics, learn.history, {'last': learn.model.state_dict(), 'best': best.state} if best else None)
-    return RunResult(c, metrics, learn.history, rd, learn, store=store)
+    if store is not None: store.put(c, metrics, learn.history, {'last': learn.model.state_dict(), 'best': best.state})
+    return RunResult(c, metrics, learn.history, rd, learn, store=store, best_state=best.state)
 
 # %% ../nbs/06_experiment.ipynb #6bf52d5e
 def final_metrics(learn: Learner, test_ds, seconds: float) -> dict:
@@ -503,12 +504,10 @@ def final_metrics(learn: Learner, test_ds, seconds: float) -> dict:
 def teacher_run(config: RunConfig, modality: str, checkpoint: str = 'best', store: ResultStore | None = None):
     "The `unimodal` run of `modality` with `config`'s data, seed and budget, and its model state at `checkpoint` ('best' or 'last')."
     if checkpoint not in ('best', 'last'): raise ValueError(f"checkpoint={checkpoint!r}: expected 'best' or 'last'.")
-    ref, keep = dataclasses.replace(config, trainer='unimodal', hparams={'modality': modality}), BestStateCB()
-    r = run(ref, cbs=[keep], store=store, progress=False, live=False)
-    sd = r.state_dict(checkpoint) if r.learner is None else None          # kept by the store or the run folder
-    if r.learner is None and sd is None:
-        r = run(ref, cbs=[keep], store=store, resume=True, progress=False, live=False)   # cached without weights: retrain
-    if sd is None: sd = keep.state if checkpoint == 'best' and keep.state is not None else r.learner.model.state_dict()
+    ref = dataclasses.replace(config, trainer='unimodal', hparams={'modality': modality})
+    r = run(ref, store=store, progress=False, live=False)
+    if (sd := r.state_dict(checkpoint)) is None:                           # cached without weights: train it again
+        r = run(ref, store=store, resume=True, progress=False, live=False); sd = r.state_dict(checkpoint)
     return r, sd
 
 # %% ../nbs/06_experiment.ipynb #7a887588
