@@ -59,7 +59,10 @@ def plot_comparison(runs: pd.DataFrame, histories: dict, modalities, axes=None):
     for i, (name, c) in enumerate(cols):
         if c not in means: continue
         a0.bar(x + (i - (len(cols) - 1) / 2) * w, means[c].fillna(0), w, yerr=means[f'{c}_std'], color=modality_color(name), label=name)
-    a0.set(ylabel='test accuracy', title='accuracy per modality (in the model)', ylim=(0, 1.05))
+        if name != 'fused' and f'probe_acc_{name}' in means:          # the encoder's linear probe on the same x
+            a0.plot(x + (i - (len(cols) - 1) / 2) * w, means[f'probe_acc_{name}'], 'D', mfc='white', mec=modality_color(name),
+                    mew=1.5, ms=6, ls='none', label=f'{name} linear probe')
+    a0.set(ylabel='test accuracy', title='accuracy per modality (bars: in the model; ◇: linear probe)', ylim=(0, 1.05))
     bottom = np.zeros(len(means))
     shares = [modality_shares(r, mods) for _, r in means.iterrows()]
     for m in mods:

@@ -13,22 +13,23 @@ import torch
 import yaml
 from .core import *
 from .data import build_dataset, dataset_knobs, make_loader, MissingDataError, data_root
-from .models import build_model
+from .models import build_model, encode_loader
 from .learner import Learner, Callback, CheckpointCB, History, NonFiniteLossError, MethodConfigError, BalancingMethod
 from .metrics import EvalCB, GradNormCB, PassCounterCB, evaluate, complexity
 from .methods.objective import BestStateCB
 from .analysis import save_history_plots, LivePlotCB, live_default
+from .diagnosis import probe_accuracy
 
 # %% auto #0
 __all__ = ['CATEGORIES', 'DATASET_MODULES', 'BALANCEMM_MODELS', 'DATASET_ALIASES', 'POSITIVE', 'NON_NEGATIVE', 'UNIT_INTERVAL',
-           'COURSE_BUDGET', 'METHOD_FLAGS', 'FLAG_TO_HPARAM', 'DATASET_FLAGS', 'FLAG_TO_KNOB', 'SUBCOMMANDS',
-           'method_modules', 'dataset_modules', 'load_datasets', 'load_methods', 'methods_by_category',
+           'PROBE_SAMPLES', 'COURSE_BUDGET', 'METHOD_FLAGS', 'FLAG_TO_HPARAM', 'DATASET_FLAGS', 'FLAG_TO_KNOB',
+           'SUBCOMMANDS', 'method_modules', 'dataset_modules', 'load_datasets', 'load_methods', 'methods_by_category',
            'method_aliases', 'ConfigError', 'CLIError', 'balancemm_model', 'RunConfig', 'declared_types', 'coerce',
            'check_range', 'method_hparam_types', 'dataset_knob_types', 'typed_config', 'ResultStore', 'repository_root',
            'course_store', 'use_installed_data', 'RunResult', 'make_method', 'run_dir_for', 'recorded_environment',
-           'RunFilesCB', 'TensorBoardCB', 'run', 'final_metrics', 'teacher_run', 'unimodal_references', 'add_gaps',
-           'course_run', 'results_table', 'format_summary', 'restored_learner', 'evaluate_run', 'build_parser',
-           'config_from_args', 'main', 'eval_main']
+           'RunFilesCB', 'TensorBoardCB', 'run', 'probe_metrics', 'final_metrics', 'teacher_run', 'unimodal_references',
+           'add_gaps', 'course_run', 'results_table', 'format_summary', 'restored_learner', 'evaluate_run',
+           'build_parser', 'config_from_args', 'main', 'eval_main']
 
 # %% ../nbs/06_experiment.ipynb #2f8ca166
 CATEGORIES = ('baseline', 'data', 'feed-forward', 'objective', 'optimization')
@@ -477,7 +478,7 @@ def run(config: RunConfig | None = None, cbs=(), store: ResultStore | str | None
         learn.fit(c.epochs, resume_from=ckpt if resume and ckpt and ckpt.exists() else None)
     finally:
         if rd: _write_history(learn.history, rd)
-    metrics = final_metrics(learn, splits['test'], time.perf_counter() - t0)
+    metrics = final_metrics(learn, splits['test'], time.perf_counter() - t0, train_ds=splits['train'])
     if reference: metrics |= unimodal_references(c, store)
     metrics |= {f'skipped_{s}': len(v) for s, v in skipped.items() if v}
     if rd and any(skipped.values()): (rd/'skipped.txt').write_text(''.join(f'{s}\t{why}\n' for s, v in skipped.items() for why in v))
@@ -488,9 +489,21 @@ def run(config: RunConfig | None = None, cbs=(), store: ResultStore | str | None
     return RunResult(c, metrics, learn.history, rd, learn, store=store, best_state=best.state)
 
 # %% ../nbs/06_experiment.ipynb #6bf52d5e
-def final_metrics(learn: Learner, test_ds, seconds: float) -> dict:
-    "Test metrics of the trained model plus cost figures from its history."
+PROBE_SAMPLES = 5000
+
+def probe_metrics(model, train_ds, test_ds, device='cpu', max_train: int = PROBE_SAMPLES, seed: int = 0) -> dict:
+    "`probe_acc_<m>`: test accuracy of a logistic regression fitted on modality `m`'s frozen features of (at most `max_train`) training samples."
+    dl = make_loader(train_ds, 256, shuffle=True, seed=seed)
+    dl.set_epoch(0)                   # training-time augmentations drawn as in epoch 0: `eval` of a run folder repeats them
+    ftr, ytr = encode_loader(model, dl, device, limit=max_train)
+    fte, yte = encode_loader(model, make_loader(test_ds, 256), device)
+    return {f'probe_acc_{m}': probe_accuracy(ftr[m], ytr, fte[m], yte) for m in ftr}
+
+# %% ../nbs/06_experiment.ipynb #54d4fefb
+def final_metrics(learn: Learner, test_ds, seconds: float, train_ds=None) -> dict:
+    "Test metrics of the trained model (with linear probes when `train_ds` is given) plus cost figures from its history."
     m = evaluate(learn.model, make_loader(test_ds, 256), device=learn.device)
+    if train_ds is not None: m |= probe_metrics(learn.model, train_ds, test_ds, learn.device)
     st, ep = learn.history.steps, learn.history.epochs
     m['best_valid_acc'] = float(ep['acc'].max()) if 'acc' in ep else float('nan')
     m['train_seconds'] = seconds
@@ -539,7 +552,7 @@ def results_table(metrics: dict, modalities) -> pd.DataFrame:
     m = add_gaps(metrics)
     rows = [{'output': 'fused', 'acc': m['acc'], 'f1': m['f1']}]
     for mod in modalities:
-        rows.append({'output': mod, 'acc': m.get(f'acc_{mod}'), 'f1': m.get(f'f1_{mod}'),
+        rows.append({'output': mod, 'acc': m.get(f'acc_{mod}'), 'f1': m.get(f'f1_{mod}'), 'probe_acc': m.get(f'probe_acc_{mod}'),
                      'alone_acc': m.get(f'alone_acc_{mod}'), 'gap': m.get(f'gap_{mod}'), 'shapley': m.get(f'shapley_{mod}')})
     return pd.DataFrame(rows).set_index('output').dropna(axis=1, how='all')
 
@@ -588,6 +601,7 @@ def evaluate_run(run_dir, split: str = 'test', checkpoint: str = 'last', device:
     sd = torch.load(ck, map_location=learn.device, weights_only=False)
     learn.model.load_state_dict(sd['model'])
     m = evaluate(learn.model, make_loader(ds[split], 256), device=learn.device)
+    m |= probe_metrics(learn.model, ds['train'], ds[split], learn.device)
     hist = History(); hist.load_state_dict(sd['history'])
     saved = json.loads((rd/'metrics.json').read_text()) if (rd/'metrics.json').exists() else {}
     m |= {k: v for k, v in saved.items() if k.startswith('alone_acc_')}

@@ -6,6 +6,7 @@
 from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
+import numpy as np
 import torch
 from torch import nn
 import torch.nn.functional as F
@@ -13,7 +14,7 @@ from .core import *
 
 # %% auto #0
 __all__ = ['MMOutput', 'CNNEncoder', 'MLPEncoder', 'ResNet18Encoder', 'Fusion', 'ConcatFusion', 'SumFusion', 'SharedHeadFusion',
-           'FiLMFusion', 'GatedFusion', 'MultimodalModel', 'build_model']
+           'FiLMFusion', 'GatedFusion', 'MultimodalModel', 'encode_loader', 'build_model']
 
 # %% ../nbs/02_models.ipynb #27d244bf
 @dataclass
@@ -209,6 +210,23 @@ class MultimodalModel(nn.Module):
         out = {m: self.encoders[m](torch.zeros_like(batch[m][:1])) for m in self.modalities}
         if was: self.train()
         return out
+
+# %% ../nbs/02_models.ipynb #3a8e0177
+@torch.no_grad()
+def encode_loader(model, loader, device='cpu', limit: int | None = None) -> tuple[dict, np.ndarray]:
+    "Each modality's encoder features (numpy, one row per sample) and the labels of `loader`'s batches, in eval mode; `limit`: stop after that many samples."
+    was = model.training; model.eval()
+    feats, labels, n = {}, [], 0
+    try:
+        for b in loader:
+            if limit is not None and n >= limit: break
+            b = to_device(b, device)
+            for m, h in model.encode(b).items(): feats.setdefault(m, []).append(h.float().cpu())
+            labels.append(b['label'].cpu()); n += len(b['label'])
+    finally: model.train(was)
+    if not labels: raise ValueError("encode_loader: the loader gave no batches (an empty dataset?).")
+    cut = n if limit is None else min(n, limit)
+    return {m: torch.cat(v)[:cut].numpy() for m, v in feats.items()}, torch.cat(labels)[:cut].numpy()
 
 # %% ../nbs/02_models.ipynb #db6d3d05
 def build_model(dataset, fusion: str = 'concat', encoders: dict[str, str] | None = None,

@@ -199,6 +199,7 @@ def _columns(modalities) -> list[tuple[str, str, float, int, str | None]]:
     "(header, metric, scale, decimals, better) for each column of the table."
     cols = [('Acc', 'acc', 100, 1, 'max'), ('F1', 'f1', 100, 1, 'max')]
     cols += [(f'Acc {m}', f'acc_{m}', 100, 1, 'max') for m in modalities]
+    cols += [(f'Probe {m}', f'probe_acc_{m}', 100, 1, 'max') for m in modalities]
     cols += [(f'φ {m}', f'shapley_{m}', 100, 1, None) for m in modalities]
     cols += [('Imbalance', 'imbalance', 1, 3, 'min'), ('Time/step ×', 'rel_seconds_per_step', 1, 2, 'min'),
              ('Fwd/step', 'forward_passes_per_step', 1, 1, 'min'), ('Bwd/step', 'backward_passes_per_step', 1, 1, 'min')]

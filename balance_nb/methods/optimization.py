@@ -11,7 +11,7 @@ from torch import nn
 import torch.nn.functional as F
 from ..core import *
 from ..learner import BalancingMethod, register_method, MethodConfigError
-from ..models import SharedHeadFusion
+from ..models import SharedHeadFusion, encode_loader
 from ..metrics import coalitions
 
 # %% auto #0
@@ -328,17 +328,9 @@ class ReLearning(BalancingMethod):
         if self.init is None:
             self.init = {m: [p.detach().clone() for p in self.learn.model.modality_params(m)] for m in self.learn.model.modalities}
 
-    @torch.no_grad()
     def features(self, dl) -> tuple[dict[str, np.ndarray], np.ndarray]:
         "Encoder features of every sample of `dl` (eval mode)."
-        model = self.learn.model; was = model.training; model.eval()
-        feats, labels = {m: [] for m in model.modalities}, []
-        for b in dl:
-            b = to_device(b, self.learn.device)
-            for m, h in model.encode(b).items(): feats[m].append(h.float().cpu())
-            labels.append(b['label'].cpu())
-        model.train(was)
-        return {m: torch.cat(v).numpy() for m, v in feats.items()}, torch.cat(labels).numpy()
+        return encode_loader(self.learn.model, dl, self.learn.device)
 
     def due(self) -> bool:
         e = self.learn.epoch
