@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_diagnose.ipynb #05dbd5fe
 from __future__ import annotations
-import base64, dataclasses, html, io
+import base64, dataclasses, html, importlib, inspect, io
 from collections.abc import Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -24,7 +24,7 @@ from .analysis import plot_history, live_default
 __all__ = ['DiagnoseError', 'describe', 'find_logits', 'check_batch', 'missing_inputs', 'replace_absent', 'unimodal_logits',
            'coalition_values', 'feature_modules', 'FeatureTap', 'probe_accuracy', 'collect_features', 'OutputGrab',
            'skip_encoders', 'param_groups', 'grad_norms', 'PositionalModel', 'coalition_name', 'Diagnosis', 'diagnose',
-           'Monitor']
+           'Monitor', 'import_lightning', 'MonitorCallback']
 
 # %% ../nbs/07_diagnose.ipynb #295e4c42
 class DiagnoseError(ValueError):
@@ -424,8 +424,9 @@ def diagnose(model, loader, modalities=None, logits=None, missing='zeros', encod
             train_x, train_y = collect_features(model, probe_loader, mods, tap, device)
             for m, x, n in [*((m, x, table['n']) for m, x in test_x.items()), *((m, x, len(train_y)) for m, x in train_x.items())]:
                 if len(x) != n:
-                    raise DiagnoseError(f"The features module of {m!r} gave {len(x)} rows for {n} samples: it runs more "
-                                        f"than once per forward pass. Point features= at a module that encodes {m!r} once.")
+                    raise DiagnoseError(f"The features module of {m!r} gave {len(x)} rows for {n} samples: it runs more than once "
+                                        f"per forward pass, or on several rows per sample (e.g. video frames folded into the batch). "
+                                        f"Point features= at a module that gives {m!r}'s features once, one row per sample.")
             probe = {m: probe_accuracy(train_x[m], train_y, test_x[m], table['labels'].numpy()) for m in test_x}
         grads = grad_norms(model, loader, groups, mods, logits, grad_batches, loss_func, device) if groups else None
     finally:
@@ -483,11 +484,15 @@ class Monitor:
         for k, v in row.items():
             if k not in ('epoch', 'iter') and isinstance(v, (int, float)): self.tb.add_scalar(f'{kind}/{k}', v, x)
 
-    def step(self, loss=None):
-        "Log this step's loss and each modality's gradient norm (call after `loss.backward()`, before `opt.step()`)."
+    def grad_norms(self) -> dict[str, float]:
+        "Each modality group's gradient norm, from what the parameters' `.grad` hold now: {'grad_norm_<m>': norm}."
+        return {f'grad_norm_{m}': _group_grad_norm(ps) for m, ps in self.groups.items()}
+
+    def step(self, loss=None, grads: dict | None = None):
+        "Log this step's loss and each modality's gradient norm (call after `loss.backward()`, before `opt.step()`); `grads`: norms read earlier by `grad_norms()`."
         row = {'epoch': self.n_epoch, 'iter': self.n_iter}
         if loss is not None: row['loss'] = float(loss.detach() if torch.is_tensor(loss) else loss)
-        row |= {f'grad_norm_{m}': _group_grad_norm(ps) for m, ps in self.groups.items()}
+        row |= self.grad_norms() if grads is None else grads
         self.history.step_rows.append(row); self._send(row, 'step', self.n_iter); self.n_iter += 1
         if self.every and self.n_iter % self.every == 0: self.draw()
 
@@ -518,3 +523,58 @@ class Monitor:
             self.plot(self.axes); self.handle = display(self.fig, display_id=True)
         else:
             self.plot(self.axes); self.handle.update(self.fig)
+
+# %% ../nbs/07_diagnose.ipynb #11bc8353
+def import_lightning(required: bool = True):
+    "Lightning's trainer package: `lightning.pytorch`, else `pytorch_lightning`; neither: an `ImportError` saying how to install it (None if not `required`)."
+    for name in ('lightning.pytorch', 'pytorch_lightning'):
+        try: return importlib.import_module(name)
+        except ImportError: continue
+    if not required: return None
+    raise ImportError("MonitorCallback needs PyTorch Lightning, which is not installed: pip install lightning "
+                      "(or pip install 'balance_nb[lightning]'). Without it, call Monitor's step() and epoch() from your own loop.")
+
+# %% ../nbs/07_diagnose.ipynb #09d80e5f
+_lightning_classes = {}      # Lightning package name → the subclass of MonitorCallback and its Callback
+
+class MonitorCallback:
+    "`Monitor` as a Lightning callback: gradient norms at each optimizer step, a diagnosis of `model` on `loader` each epoch."
+    def __new__(cls, *args, **kwargs):
+        if cls is MonitorCallback:
+            pl = import_lightning()
+            if pl.__name__ not in _lightning_classes:
+                _lightning_classes[pl.__name__] = type('MonitorCallback', (MonitorCallback, pl.Callback),
+                                                       {'__module__': __name__, '__doc__': MonitorCallback.__doc__})
+            cls = _lightning_classes[pl.__name__]
+        return super().__new__(cls)
+
+    def __init__(self, loader, model: nn.Module | None = None, on: str = 'train', **monitor_kwargs):
+        "`loader`: batches to diagnose on; `model`: what to diagnose (None: the LightningModule); the rest goes to `Monitor`."
+        if on not in ('train', 'validation'):
+            raise DiagnoseError(f"on={on!r}: expected 'train' (diagnose at the end of each training epoch) or "
+                                f"'validation' (at the end of each validation run).")
+        try: inspect.signature(Monitor).bind(model, loader, **monitor_kwargs)
+        except TypeError as e: raise TypeError(f"MonitorCallback passes its other arguments to Monitor, which says: {e}.") from None
+        self.loader, self.on, self.kwargs, self._grads = loader, on, monitor_kwargs, None
+        self.monitor = Monitor(model, loader, **monitor_kwargs) if model is not None else None   # bad names fail now
+
+    def setup(self, trainer, pl_module, stage=None):
+        if self.monitor is None: self.monitor = Monitor(pl_module, self.loader, **self.kwargs)
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+        self._grads = self.monitor.grad_norms()          # the gradients the optimizer is about to apply
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if self._grads is None: return                   # no optimizer step after this batch (gradient accumulation)
+        loss = outputs.get('loss') if isinstance(outputs, Mapping) else outputs
+        self.monitor.step(loss if torch.is_tensor(loss) else None, grads=self._grads)
+        self._grads = None
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        if self.on == 'train': self._diagnose(trainer)
+
+    def on_validation_epoch_end(self, trainer, pl_module):
+        if self.on == 'validation' and not trainer.sanity_checking: self._diagnose(trainer)
+
+    def _diagnose(self, trainer):
+        if trainer.is_global_zero: self.monitor.epoch(global_step=trainer.global_step)

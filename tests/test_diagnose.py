@@ -179,3 +179,145 @@ def test_one_call_from_the_package():
     import balance_nb, balance_nb.diagnosis
     assert balance_nb.diagnose is balance_nb.diagnosis.diagnose
     with pytest.raises(AttributeError, match='no attribute'): balance_nb.diagnoze
+
+
+def test_lightning_callback_logs_every_step_and_the_final_diagnosis(mfeat, tmp_path):
+    pl = pytest.importorskip('lightning.pytorch')
+    import numpy as np, pandas as pd
+    from balance_nb.diagnosis import MonitorCallback
+    _, tr, te = mfeat
+    torch.manual_seed(3)
+    net, valid, by_hand = Towers(240, 6), [te[list(range(100))]], []
+
+    class Lit(pl.LightningModule):                         # the user's module: the network unchanged inside it
+        def __init__(self):
+            super().__init__(); self.net = net
+        def forward(self, b): return self.net(b)
+        def training_step(self, b, i): return F.cross_entropy(self.net(b), b['label'])
+        def configure_optimizers(self): return torch.optim.SGD(self.parameters(), lr=0.1)
+        def on_before_optimizer_step(self, opt):           # Lightning calls the module's hook right after the callbacks'
+            by_hand.append(torch.cat([p.grad.flatten() for p in net.enc_two.parameters()]).norm().item())
+
+    # model=None: the callback diagnoses the LightningModule itself, so parameter names start with 'net.'
+    cb = MonitorCallback(valid, encoders={'pix': 'net.enc_one', 'mor': 'net.enc_two'}, folder=tmp_path, live=False)
+    trainer = pl.Trainer(accelerator='cpu', max_epochs=2, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, callbacks=[cb])
+    trainer.fit(Lit(), make_loader(tr.subset(range(256)), 64))
+    steps, epochs = cb.monitor.history.steps, cb.monitor.history.epochs
+    assert trainer.global_step == 8 and len(steps) == 8 and steps.epoch.tolist() == [0] * 4 + [1] * 4
+    for m in ('pix', 'mor'):
+        assert np.isfinite(steps[f'grad_norm_{m}']).all() and (steps[f'grad_norm_{m}'] > 0).all()
+    assert steps.grad_norm_mor.tolist() == pytest.approx(by_hand, rel=1e-6)   # read before the optimizer used them
+    assert steps.loss.notna().all() and len(set(steps.loss)) == 8
+    assert epochs.epoch.tolist() == [0, 1] and epochs.global_step.tolist() == [4, 8]
+    ep, st = pd.read_csv(tmp_path/'history.csv'), pd.read_csv(tmp_path/'steps.csv')
+    assert len(ep) == 2 and {'acc', 'f1', 'shapley_pix', 'shapley_mor', 'imbalance', 'train_loss'} <= set(ep.columns)
+    assert len(st) == 8 and {'loss', 'grad_norm_pix', 'grad_norm_mor'} <= set(st.columns)
+    fresh = diagnose(net, valid)                           # the final weights, diagnosed outside Lightning
+    for k in ('acc', 'f1', 'shapley_pix', 'shapley_mor', 'imbalance'):
+        assert epochs.iloc[-1][k] == pytest.approx(fresh.metrics[k], abs=1e-12), k
+        assert ep.iloc[-1][k] == pytest.approx(fresh.metrics[k], abs=1e-9), k
+    with pytest.raises(DiagnoseError, match=r"on='test': expected 'train'"):
+        MonitorCallback(valid, model=net, on='test')
+    with pytest.raises(TypeError, match='passes its other arguments to Monitor'):
+        MonitorCallback(valid, model=net, encoder={'pix': 'enc_one'})
+
+
+def test_lightning_callback_on_validation_and_the_pytorch_lightning_fallback(monkeypatch):
+    pl = pytest.importorskip('pytorch_lightning')
+    import sys
+    from balance_nb.diagnosis import MonitorCallback
+    monkeypatch.setitem(sys.modules, 'lightning.pytorch', None)        # as if only pytorch_lightning were installed
+    net = HandLate()
+    cb = MonitorCallback([SMALL], model=net, logits='out', on='validation', live=False)
+    assert isinstance(cb, pl.Callback) and isinstance(cb, MonitorCallback)
+
+    class Lit(pl.LightningModule):
+        def __init__(self):
+            super().__init__(); self.net = net
+        def training_step(self, b, i): return self.net(b)['out'].sum() * 0
+        def validation_step(self, b, i): pass
+        def configure_optimizers(self): return torch.optim.SGD(self.parameters(), lr=0.0)
+    trainer = pl.Trainer(accelerator='cpu', max_epochs=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, callbacks=[cb], num_sanity_val_steps=1)
+    one = torch.utils.data.DataLoader([SMALL], batch_size=None)      # (a list would be read as several loaders)
+    trainer.fit(Lit(), one, one)
+    ep = cb.monitor.history.epochs                         # two validation runs, the sanity check not counted
+    assert ep.epoch.tolist() == [0, 1] and ep['shapley_p'].tolist() == [.25, .25]
+
+
+def test_without_lightning_the_package_imports_and_the_callback_says_how_to_install():
+    import subprocess, sys
+    code = ("import sys\n"
+            "for n in ('lightning', 'lightning.pytorch', 'pytorch_lightning'): sys.modules[n] = None\n"
+            "import balance_nb, balance_nb.diagnosis as d\n"
+            "assert balance_nb.diagnose is d.diagnose and d.import_lightning(required=False) is None\n"
+            "try: d.MonitorCallback([])\n"
+            "except ImportError as e: print(e)\n")
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert 'MonitorCallback needs PyTorch Lightning' in out.stdout and 'pip install lightning' in out.stdout
+    assert "balance_nb[lightning]" in out.stdout
+
+
+class FoldFrames(nn.Module):
+    "A frame CNN applied to every frame (frames folded into the batch), features averaged per clip."
+    def __init__(self, cnn):
+        super().__init__(); self.per_frame = cnn
+    def forward(self, v): return self.per_frame(v.flatten(0, 1)).unflatten(0, v.shape[:2]).mean(1)
+
+
+class CremaResNets(nn.Module):
+    "Two torchvision ResNet-18s (1-channel spectrogram, RGB frames), late fusion by concatenation."
+    def __init__(self):
+        super().__init__()
+        from torchvision.models import resnet18
+        self.spec_cnn = resnet18(weights=None)
+        self.spec_cnn.conv1 = nn.Conv2d(1, 64, 7, stride=2, padding=3, bias=False)
+        self.spec_cnn.fc = nn.Identity()
+        frame_cnn = resnet18(weights=None); frame_cnn.fc = nn.Identity()
+        self.frames = FoldFrames(frame_cnn)
+        self.fuse = nn.Linear(1024, 6)
+    def forward(self, b): return self.fuse(torch.cat([self.spec_cnn(b['audio']), self.frames(b['visual'])], 1))
+
+
+def test_torchvision_resnet_pair_on_a_fabricated_cremad_tree(tmp_path):
+    "Trained for 6 Adam steps, so the encoders are not at their initialisation; every check holds for any weights."
+    from torchvision.models import resnet18
+    from balance_nb.benchmark_data import fabricate_tree, CREMAD
+    from balance_nb.diagnosis import param_groups, feature_modules, FeatureTap, collect_features
+    root = fabricate_tree('CREMAD', tmp_path/'cremad', n_train=3, n_test=1)
+    tr, te = CREMAD('train', root=root, image_size=48), CREMAD('test', root=root, image_size=48)
+    test_dl = make_loader(te, 6)
+    b = next(iter(test_dl))
+    assert b['audio'].shape[:2] == (6, 1) and b['visual'].shape[1:] == (2, 3, 48, 48)
+    torch.manual_seed(0)
+    net = CremaResNets()
+    opt = torch.optim.Adam(net.parameters(), 1e-3)
+    for _ in range(3):
+        for tb in make_loader(tr, 6, shuffle=True):
+            loss = F.cross_entropy(net(tb), tb['label']); opt.zero_grad(); loss.backward(); opt.step()
+    net.eval()
+    kw = dict(encoders={'audio': 'spec_cnn', 'visual': net.frames}, features={'audio': 'spec_cnn', 'visual': 'frames'},
+              probe_loader=make_loader(tr, 6))
+    brute = diagnose(net, test_dl, **kw)
+    v = brute.coalitions['accuracy']
+    assert sum(brute.shapley.values()) == pytest.approx(v.iloc[-1] - v.iloc[0], abs=1e-12)       # efficiency
+    assert brute.metrics['acc'] == pytest.approx(v.iloc[-1])
+    with torch.no_grad():                                  # one coalition by hand: the frames replaced by zeros
+        only_audio = net({'audio': b['audio'], 'visual': torch.zeros_like(b['visual'])}).argmax(1)
+    assert brute.coalitions.loc['audio', 'correct'] == int((only_audio == b['label']).sum())
+    fast = diagnose(net, test_dl, fast=True, **kw)
+    assert fast.coalitions.equals(brute.coalitions) and fast.shapley == brute.shapley
+    groups, stock = param_groups(net, kw['encoders'], ('audio', 'visual')), resnet18(weights=None)
+    stock_params = [p for n, p in stock.named_parameters() if not n.startswith('fc.')]
+    for m in ('audio', 'visual'): assert len(groups[m]) == len(stock_params)
+    assert sum(p.numel() for p in groups['visual']) == sum(p.numel() for p in stock_params)
+    assert sum(p.numel() for p in groups['audio']) == sum(p.numel() for p in stock_params) - 64 * 2 * 7 * 7   # conv1: 1 channel
+    assert not {id(p) for p in groups['audio']} & {id(p) for p in groups['visual']}
+    assert brute.metrics['grad_norm_audio'] > 0 and brute.metrics['grad_norm_visual'] > 0
+    with FeatureTap(feature_modules(net, kw['features'], ('audio', 'visual'))) as tap:
+        feats, y = collect_features(net, test_dl, ('audio', 'visual'), tap)
+    assert {m: x.shape for m, x in feats.items()} == {'audio': (6, 512), 'visual': (6, 512)} and len(y) == 6
+    with pytest.raises(DiagnoseError, match=r"'visual' gave 12 rows for 6 samples.*frames folded into the batch"):
+        diagnose(net, test_dl, features={'visual': 'frames.per_frame'}, probe_loader=test_dl)
