@@ -426,7 +426,7 @@ def diagnose(model, loader, modalities=None, logits=None, missing='zeros', encod
                 if len(x) != n:
                     raise DiagnoseError(f"The features module of {m!r} gave {len(x)} rows for {n} samples: it runs more than once "
                                         f"per forward pass, or on several rows per sample (e.g. video frames folded into the batch). "
-                                        f"Point features= at a module that gives {m!r}'s features once, one row per sample.")
+                                        f"Point features= at a module that outputs the features of {m!r} once, one row per sample.")
             probe = {m: probe_accuracy(train_x[m], train_y, test_x[m], table['labels'].numpy()) for m in test_x}
         grads = grad_norms(model, loader, groups, mods, logits, grad_batches, loss_func, device) if groups else None
     finally:
@@ -577,4 +577,4 @@ class MonitorCallback:
         if self.on == 'validation' and not trainer.sanity_checking: self._diagnose(trainer)
 
     def _diagnose(self, trainer):
-        if trainer.is_global_zero: self.monitor.epoch(global_step=trainer.global_step)
+        if trainer.is_global_zero: self.monitor.epoch()
