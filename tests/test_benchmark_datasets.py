@@ -9,7 +9,11 @@ from balance_nb.core import DATASETS, set_seed
 from balance_nb.data import MissingDataError, make_loader, data_root
 from balance_nb.models import build_model
 from balance_nb.learner import Learner
-import balance_nb.benchmark_data as bd
+import balance_nb.benchmark_data as bd                       # the shared machinery and the audio-visual loaders
+import balance_nb.datasets.benchmark_video_text as vt         # UCF-101, Food-101, CMU-MOSEI
+import balance_nb.text_encoders as te
+import balance_nb.prepare as prep
+from balance_nb.testing import fabricate_tree, fabricate_raw_cremad, write_tiny_bert
 
 ROOT = Path(__file__).resolve().parents[1]
 SEVEN = ('CREMAD', 'KineticsSounds', 'Balance', 'VGGSound', 'UCF101', 'FOOD101', 'CMUMOSEI')
@@ -24,7 +28,37 @@ def knobs(name): return {} if name == 'CMUMOSEI' else IMG
 @pytest.fixture(scope='module')
 def trees(tmp_path_factory):
     base = tmp_path_factory.mktemp('trees')
-    return {n: bd.fabricate_tree(n, base/n, n_train=N_TRAIN, n_test=N_TEST, size=24) for n in SEVEN}
+    return {n: fabricate_tree(n, base/n, n_train=N_TRAIN, n_test=N_TEST, size=24) for n in SEVEN}
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# the modules: split by concern, old imports still work
+
+def test_modules_by_concern_and_old_imports():
+    "Each loader lives in its module; `balance_nb.benchmark_data` still answers every name it used to export."
+    assert {'CREMAD', 'KineticsSounds', 'VGGSound', 'Balance', 'BenchmarkDataset'} <= set(bd.__all__)
+    assert {'UCF101', 'FOOD101', 'CMUMOSEI'} <= set(vt.__all__) and {'Tokenizer', 'BertEncoder'} <= set(te.__all__)
+    assert {'prepare', 'prepare_main'} <= set(prep.__all__)
+    fixtures = {'fabricate_tree', 'fabricate_raw_cremad', 'write_tiny_bert'}
+    import balance_nb.testing as testing
+    assert fixtures <= set(testing.__all__)
+    for mod in (bd, vt, te, prep): assert not fixtures & set(mod.__all__), mod.__name__   # not in any loader's API
+    from balance_nb.benchmark_data import fabricate_tree as ft, UCF101, Tokenizer, prepare_main, FOOD101, CMUMOSEI
+    assert (ft, UCF101, Tokenizer, FOOD101, CMUMOSEI) == (fabricate_tree, vt.UCF101, te.Tokenizer, vt.FOOD101, vt.CMUMOSEI)
+    assert prepare_main is prep.prepare_main
+    with pytest.raises(AttributeError, match='no_such'): bd.no_such
+
+
+def test_every_benchmark_dataset_is_registered_by_load_datasets():
+    "In a fresh interpreter: `load_datasets()` finds the seven loaders (and the `prepare` subcommand resolves)."
+    code = ("from balance_nb.experiment import load_datasets, SUBCOMMANDS; import importlib; "
+            "names = load_datasets().names(); "
+            "mod, fn = SUBCOMMANDS['prepare'].split(':'); assert callable(getattr(importlib.import_module(mod), fn)); "
+            "print(','.join(n for n in names if n in %r))" % (SEVEN,))
+    r = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True, text=True,
+                       env={**os.environ, 'PYTHONPATH': str(ROOT)})
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert sorted(r.stdout.strip().split(',')) == sorted(SEVEN)
 
 
 @pytest.mark.parametrize('name', SEVEN)
@@ -147,7 +181,7 @@ def test_rows_without_media_are_skipped_with_a_warning(trees, tmp_path):
 
 
 def test_cremad_ogm_ge_layout(tmp_path):
-    root = bd.fabricate_tree('CREMAD', tmp_path/'ogm', n_train=2, n_test=1, layout='ogm-ge', size=24)
+    root = fabricate_tree('CREMAD', tmp_path/'ogm', n_train=2, n_test=1, layout='ogm-ge', size=24)
     assert (root/'AudioWAV').is_dir() and (root/'Image-01-FPS').is_dir() and not (root/'audio').exists()
     ds = bd.CREMAD('test', root=root, **IMG)
     assert ds.input_shapes == {'audio': (1, 257, 188), 'visual': (2, 3, 32, 32)}   # OGM-GE's STFT, computed on load
@@ -155,9 +189,9 @@ def test_cremad_ogm_ge_layout(tmp_path):
 
 def test_food101_with_a_local_bert_folder(trees, tmp_path):
     titles = (trees['FOOD101']/'texts'/'train_titles.csv').read_text().lower()
-    words = sorted({w for w in bd.basic_tokenize(titles) if w.isalpha()})
-    bert = bd.write_tiny_bert(tmp_path/'bert', ['[PAD]', '[UNK]', '[CLS]', '[SEP]'] + words)
-    ds = bd.FOOD101('train', root=trees['FOOD101'], bert_path=str(bert), **IMG)
+    words = sorted({w for w in te.basic_tokenize(titles) if w.isalpha()})
+    bert = write_tiny_bert(tmp_path/'bert', ['[PAD]', '[UNK]', '[CLS]', '[SEP]'] + words)
+    ds = vt.FOOD101('train', root=trees['FOOD101'], bert_path=str(bert), **IMG)
     ids = ds[0]['text']
     assert ids[0] == 2 and 3 in ids.tolist() and (ids == 1).sum() < 3           # [CLS] ... [SEP], few unknown
     model = build_model(ds)
@@ -180,7 +214,7 @@ def test_ucf_flow_flip_negates_u():
 
 
 def test_mosei_labels_and_inf(trees):
-    ds = bd.CMUMOSEI('train', root=trees['CMUMOSEI'])
+    ds = vt.CMUMOSEI('train', root=trees['CMUMOSEI'])
     assert torch.isfinite(ds.tensors['audio']).all()                              # -inf replaced by 0
     assert ds.labels.tolist() == [0, 0, 0, 1, 1, 1]                               # score >= 0 -> 1
 
@@ -217,7 +251,7 @@ def test_corrupt_file_stops_naming_it_or_is_skipped(trees, tmp_path, name, which
     assert sum(len(b['label']) for b in make_loader(sk, 8)) == n - 1    # what is left loads
 
 def test_corrupt_wav_in_the_ogm_ge_layout(tmp_path):
-    root = bd.fabricate_tree('CREMAD', tmp_path/'ogm', n_train=2, n_test=1, layout='ogm-ge', size=24)
+    root = fabricate_tree('CREMAD', tmp_path/'ogm', n_train=2, n_test=1, layout='ogm-ge', size=24)
     ds = bd.CREMAD('test', root=root, image_size=32)
     wav = ds.media_files(ds.items[0])[0]
     assert wav.suffix == '.wav'
@@ -230,7 +264,7 @@ def test_corrupt_mosei_pickle_is_named(trees, tmp_path):
     root = tmp_path/'m'; shutil.copytree(trees['CMUMOSEI'], root)
     pkl = root/'mosei_senti_data_noalign.pkl'; _break(pkl, 'cut')
     for mode in ('stop', 'skip'):
-        with pytest.raises(bd.CorruptMediaError, match='replace that file') as e: bd.CMUMOSEI('train', root=root, on_error=mode)
+        with pytest.raises(bd.CorruptMediaError, match='replace that file') as e: vt.CMUMOSEI('train', root=root, on_error=mode)
         assert str(pkl) in str(e.value)
 
 @pytest.mark.parametrize('name', SEVEN)
@@ -273,7 +307,7 @@ def _prepare_cli(*args):
 
 @needs_ffmpeg
 def test_prepare_cremad_resume_and_unreadable(tmp_path):
-    raw = bd.fabricate_raw_cremad(tmp_path/'raw', n_per_emotion=1, corrupt=True)
+    raw = fabricate_raw_cremad(tmp_path/'raw', n_per_emotion=1, corrupt=True)
     out = tmp_path/'out'
     opts = ['--sample-rate', 8000, '--seconds', 1, '--spectrogram', 'mel', '--n-fft', 256, '--hop', 128, '--n-mels', 32,
             '--frame-size', 32, '--no-progress']
@@ -287,7 +321,7 @@ def test_prepare_cremad_resume_and_unreadable(tmp_path):
     manifest = [json.loads(l) for l in (out/'manifest.jsonl').read_text().splitlines()]
     assert len(manifest) == 12
     m0 = manifest[0]
-    assert m0['audio_sha256'] == bd.sha256(out/m0['audio']) and m0['frames'] == 3      # 1.5 s at 2 fps
+    assert m0['audio_sha256'] == prep.sha256(out/m0['audio']) and m0['frames'] == 3      # 1.5 s at 2 fps
     assert torch.load(out/m0['audio']).shape == (32, 63)
     # interrupted run: the last clip's manifest line and outputs are gone; a rerun does exactly that clip
     last = manifest[-1]
