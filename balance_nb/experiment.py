@@ -4,7 +4,8 @@
 
 # %% ../nbs/06_experiment.ipynb #b18f9c13
 from __future__ import annotations
-import argparse, dataclasses, hashlib, importlib, inspect, io, json, os, pkgutil, sqlite3, sys, time, shutil
+import argparse, dataclasses, hashlib, importlib, inspect, io, json, math, os, pkgutil, sqlite3, sys, time, shutil
+from functools import lru_cache
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 import numpy as np
@@ -22,14 +23,16 @@ from .diagnosis import probe_accuracy
 
 # %% auto #0
 __all__ = ['CATEGORIES', 'DATASET_MODULES', 'BALANCEMM_MODELS', 'DATASET_ALIASES', 'POSITIVE', 'NON_NEGATIVE', 'UNIT_INTERVAL',
-           'PROBE_SAMPLES', 'COURSE_BUDGET', 'METHOD_FLAGS', 'FLAG_TO_HPARAM', 'DATASET_FLAGS', 'FLAG_TO_KNOB',
-           'SUBCOMMANDS', 'method_modules', 'dataset_modules', 'load_datasets', 'load_methods', 'methods_by_category',
-           'method_aliases', 'ConfigError', 'CLIError', 'balancemm_model', 'RunConfig', 'declared_types', 'coerce',
-           'check_range', 'method_hparam_types', 'dataset_knob_types', 'typed_config', 'ResultStore', 'repository_root',
-           'course_store', 'use_installed_data', 'RunResult', 'make_method', 'run_dir_for', 'recorded_environment',
-           'RunFilesCB', 'TensorBoardCB', 'run', 'probe_metrics', 'final_metrics', 'teacher_run', 'unimodal_references',
-           'add_gaps', 'course_run', 'results_table', 'format_summary', 'restored_learner', 'evaluate_run',
-           'build_parser', 'config_from_args', 'main', 'eval_main']
+           'MAX_STORED_STEPS', 'STORE_COLUMNS', 'TIMING_METRICS', 'PROBE_SAMPLES', 'COURSE_BUDGET', 'METHOD_FLAGS',
+           'FLAG_TO_HPARAM', 'DATASET_FLAGS', 'FLAG_TO_KNOB', 'SUBCOMMANDS', 'method_modules', 'dataset_modules',
+           'load_datasets', 'load_methods', 'methods_by_category', 'method_aliases', 'ConfigError', 'CLIError',
+           'balancemm_model', 'RunConfig', 'package_code', 'code_version', 'declared_types', 'coerce', 'check_range',
+           'method_hparam_types', 'dataset_knob_types', 'typed_config', 'same_numbers', 'thin_steps', 'ResultStore',
+           'repository_root', 'course_store', 'use_installed_data', 'RunResult', 'make_method', 'run_dir_for',
+           'recorded_environment', 'RunFilesCB', 'TensorBoardCB', 'run', 'probe_metrics', 'final_metrics',
+           'teacher_run', 'unimodal_references', 'add_gaps', 'course_run', 'results_table', 'format_summary',
+           'restored_learner', 'evaluate_run', 'build_parser', 'cli_device', 'config_from_args', 'main', 'eval_main',
+           'store_main']
 
 # %% ../nbs/06_experiment.ipynb #2f8ca166
 CATEGORIES = ('baseline', 'data', 'feed-forward', 'objective', 'optimization')
@@ -129,9 +132,10 @@ class RunConfig:
         if c.epochs is None: c.epochs = DATASETS.meta(c.dataset).get('epochs', 30)
         return typed_config(c)
 
-    def key(self) -> str:
-        "Hash of what determines the result (not device, output folder)."
-        d = asdict(self.resolved()); d.pop('device'); d.pop('out')
+    def key(self, code: str | None = None) -> str:
+        "Hash of what determines the result: the fields (not device, output folder) and the code (`code_version`)."
+        c = self.resolved(); d = asdict(c); d.pop('device'); d.pop('out')
+        d['code'] = code_version(c.trainer) if code is None else code
         return hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
     @classmethod
@@ -147,6 +151,25 @@ class RunConfig:
 
 
 
+
+# %% ../nbs/06_experiment.ipynb #dfefe4ea
+@lru_cache(maxsize=None)
+def package_code() -> str:
+    "balance_nb's version + a short hash of its source files (every .py of the installed package but nbdev's index)."
+    import balance_nb
+    root, h = Path(balance_nb.__file__).resolve().parent, hashlib.sha1()
+    for f in sorted(root.rglob('*.py')):
+        if f.name == '_modidx.py' or '__pycache__' in f.parts: continue
+        h.update(f.relative_to(root).as_posix().encode()); h.update(f.read_bytes())
+    return f"{balance_nb.__version__}+{h.hexdigest()[:10]}"
+
+def code_version(trainer: str | None = None) -> str:
+    "`package_code()`, plus a hash of the file of `trainer`'s module when the method comes from outside the package."
+    cls = METHODS[trainer] if trainer and trainer in METHODS else None
+    mod = sys.modules.get(getattr(cls, '__module__', '') or '')
+    f = getattr(mod, '__file__', None)
+    if cls is None or cls.__module__.startswith('balance_nb') or not f or not Path(f).exists(): return package_code()
+    return f"{package_code()}+{Path(f).stem}:{hashlib.sha1(Path(f).read_bytes()).hexdigest()[:10]}"
 
 # %% ../nbs/06_experiment.ipynb #1cc45df6
 _TYPE_NAMES = {'int': int, 'float': float, 'bool': bool, 'str': str, 'Path': str, 'tuple': tuple, 'list': tuple, 'dict': dict}
@@ -248,6 +271,20 @@ def typed_config(c) -> 'RunConfig':
     return c
 
 # %% ../nbs/06_experiment.ipynb #7bb9f35c
+MAX_STORED_STEPS = 20_000
+STORE_COLUMNS = ('key', 'trainer', 'dataset', 'seed', 'config', 'metrics', 'history', 'steps', 'finished', 'weights', 'code')
+
+TIMING_METRICS = ('train_seconds', 'seconds_per_step')
+
+def same_numbers(a: str, b: str) -> bool:
+    "Two stored metrics (JSON) agree on every number both have, timings aside (one may also hold unimodal references)."
+    a, b = json.loads(a or '{}'), json.loads(b or '{}')
+    return all(a[k] == b[k] for k in a.keys() & b.keys() if k not in TIMING_METRICS)
+
+def thin_steps(rows: list, limit: int = MAX_STORED_STEPS) -> list:
+    "At most `limit` of `rows`: every k-th one, k = ceil(len(rows) / limit)."
+    return list(rows) if len(rows) <= limit else list(rows[::math.ceil(len(rows) / limit)])
+
 class ResultStore:
     "Finished runs in SQLite: config key → config, metrics and history (with `weights=True`, also the trained model's states)."
     def __init__(self, path='runs/results.sqlite', weights: bool = False):
@@ -255,9 +292,10 @@ class ResultStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as db:
             db.execute("""CREATE TABLE IF NOT EXISTS runs (key TEXT PRIMARY KEY, trainer TEXT, dataset TEXT, seed INTEGER,
-                          config TEXT, metrics TEXT, history TEXT, steps TEXT, finished REAL, weights BLOB)""")
-            if 'weights' not in {r[1] for r in db.execute("PRAGMA table_info(runs)")}:   # a store made before weights existed
-                db.execute("ALTER TABLE runs ADD COLUMN weights BLOB")
+                          config TEXT, metrics TEXT, history TEXT, steps TEXT, finished REAL, weights BLOB, code TEXT)""")
+            have = {r[1] for r in db.execute("PRAGMA table_info(runs)")}
+            for col, typ in (('weights', 'BLOB'), ('code', 'TEXT')):      # a store made before these columns existed
+                if col not in have: db.execute(f"ALTER TABLE runs ADD COLUMN {col} {typ}")
 
     def _connect(self): return sqlite3.connect(self.path, timeout=60)
 
@@ -269,13 +307,14 @@ class ResultStore:
             torch.save({k: {n: t.detach().cpu() for n, t in sd.items()} for k, sd in states.items() if sd is not None}, buf)
             blob = buf.getvalue()
         with self._connect() as db:     # a put without states (e.g. adding reference numbers) keeps the weights stored before
-            db.execute("""INSERT INTO runs (key, trainer, dataset, seed, config, metrics, history, steps, finished, weights)
-                          VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT(key) DO UPDATE SET trainer=excluded.trainer,
+            db.execute("""INSERT INTO runs (key, trainer, dataset, seed, config, metrics, history, steps, finished, weights, code)
+                          VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(key) DO UPDATE SET trainer=excluded.trainer,
                           dataset=excluded.dataset, seed=excluded.seed, config=excluded.config, metrics=excluded.metrics,
                           history=excluded.history, steps=excluded.steps, finished=excluded.finished,
-                          weights=COALESCE(excluded.weights, runs.weights)""",
+                          weights=COALESCE(excluded.weights, runs.weights), code=excluded.code""",
                        (c.key(), c.trainer, c.dataset, c.seed, json.dumps(asdict(c)), json.dumps(metrics),
-                        json.dumps(history.epoch_rows), json.dumps(history.step_rows), time.time(), blob))
+                        json.dumps(history.epoch_rows), json.dumps(thin_steps(history.step_rows)), time.time(), blob,
+                        code_version(c.trainer)))
 
     def states(self, config: RunConfig) -> dict | None:
         "The stored model states of `config` (`{'last': state_dict, 'best': state_dict}`), or None."
@@ -299,14 +338,38 @@ class ResultStore:
     def table(self) -> pd.DataFrame:
         "One row per stored run: trainer, dataset, seed, config columns and final metrics."
         with self._connect() as db:
-            rows = db.execute("SELECT key, config, metrics FROM runs ORDER BY finished").fetchall()
+            rows = db.execute("SELECT key, config, metrics, code FROM runs ORDER BY finished").fetchall()
         recs = []
-        for key, conf, met in rows:
+        for key, conf, met, code in rows:
             c = json.loads(conf)
             recs.append({'key': key, 'trainer': c['trainer'], 'dataset': c['dataset'], 'seed': c['seed'],
                          'epochs': c['epochs'], 'dataset_args': json.dumps(c['dataset_args'], sort_keys=True),
-                         'hparams': json.dumps(c['hparams'], sort_keys=True)} | json.loads(met))
+                         'hparams': json.dumps(c['hparams'], sort_keys=True), 'code': code} | json.loads(met))
         return pd.DataFrame(recs)
+
+    def merge(self, *paths) -> dict:
+        "Copy into this store every run of the stores at `paths` that it lacks (same key: kept as it is); returns counts."
+        counts = {'added': 0, 'already': 0, 'differ': 0}
+        for p in map(Path, paths):
+            if not p.is_file(): raise FileNotFoundError(f"No result store at {p}: name existing .sqlite files.")
+            if p.resolve() == self.path.resolve(): raise ValueError(f"{p} is the store being merged into: list only the others.")
+            src = sqlite3.connect(f"file:{p.resolve()}?mode=ro", uri=True)        # read-only: a source is never changed
+            try:
+                try: have = {r[1] for r in src.execute("PRAGMA table_info(runs)")}
+                except sqlite3.DatabaseError as e: raise ValueError(f"{p} is not a result store ({e}).") from None
+                if 'key' not in have: raise ValueError(f"{p} has no `runs` table: not a balance_nb result store.")
+                cols = [c for c in STORE_COLUMNS if c in have]
+                rows = src.execute(f"SELECT {', '.join(cols)} FROM runs").fetchall()
+            finally: src.close()
+            with self._connect() as db:
+                for row in rows:
+                    rec = dict(zip(cols, row))
+                    old = db.execute("SELECT metrics FROM runs WHERE key=?", (rec['key'],)).fetchone()
+                    if old is not None: counts['already' if same_numbers(old[0], rec.get('metrics')) else 'differ'] += 1; continue
+                    db.execute(f"INSERT INTO runs ({', '.join(STORE_COLUMNS)}) VALUES ({', '.join('?' * len(STORE_COLUMNS))})",
+                               [rec.get(c) for c in STORE_COLUMNS])
+                    counts['added'] += 1
+        return counts
 
 # %% ../nbs/06_experiment.ipynb #ce5b012e
 def repository_root() -> Path | None:
@@ -623,7 +686,7 @@ DATASET_FLAGS = {'audio_snr_db': float, 'image_pool': int, 'image_noise': float,
                  'views': str, 'data_root': str}
 FLAG_TO_KNOB = {'data_root': 'root'}
 SUBCOMMANDS = {'sweep': 'balance_nb.sweep:sweep_main', 'prepare': 'balance_nb.benchmark_data:prepare_main',
-               'eval': 'balance_nb.experiment:eval_main'}
+               'eval': 'balance_nb.experiment:eval_main', 'store': 'balance_nb.experiment:store_main'}
 
 
 def _key_value(s: str):
@@ -678,6 +741,15 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 # %% ../nbs/06_experiment.ipynb #8bd0fa80
+def cli_device(s: str) -> str:
+    "BalanceMM's `--device 0` → 'cuda:0'; several GPUs (`0,1`) are refused with what to do instead."
+    ids = [x.strip() for x in s.split(',')]
+    if len(ids) > 1:
+        raise CLIError(f"--device {s}: one balance_nb run trains on one device; {len(ids)} GPUs were named. Multi-GPU "
+                       f"training of one run (torchrun/DDP) is not available yet. Use one GPU (--device {ids[0]}), or train "
+                       f"several runs at once, one per GPU: python -m balance_nb sweep --devices {s} ...")
+    return f'cuda:{ids[0]}' if ids[0].isdigit() else s
+
 def config_from_args(a) -> RunConfig:
     "A `RunConfig` from parsed CLI arguments (YAML file first, flags on top)."
     base = {}
@@ -690,7 +762,7 @@ def config_from_args(a) -> RunConfig:
     c = RunConfig.from_dict(base)
     for f in ('trainer', 'dataset', 'fusion', 'epochs', 'seed', 'lr', 'batch_size', 'out'):
         if getattr(a, f) is not None: setattr(c, f, getattr(a, f))
-    if a.device is not None: c.device = f'cuda:{a.device.split(",")[0]}' if a.device.replace(',', '').isdigit() else a.device
+    if a.device is not None: c.device = cli_device(a.device)
     hp = dict(c.hparams) | {FLAG_TO_HPARAM.get(f, f): getattr(a, f) for f in METHOD_FLAGS if getattr(a, f) is not None} | dict(a.hp)
     knobs = dict(c.dataset_args) | {FLAG_TO_KNOB.get(f, f): getattr(a, f) for f in DATASET_FLAGS if getattr(a, f) is not None} | dict(a.data_opt)
     c.hparams, c.dataset_args = hp, knobs
@@ -738,5 +810,31 @@ def eval_main(argv=None) -> int:
         load_methods(a.plugin)
         print(format_summary(evaluate_run(a.run_dir, a.split, a.checkpoint, a.device)))
     except (CLIError, UnknownNameError, ValueError, MissingDataError, ModuleNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr); return 2
+    return 0
+
+def store_main(argv=None) -> int:
+    "`python -m balance_nb store merge A.sqlite B.sqlite ... --into ALL.sqlite` | `store list STORE`; returns the exit code."
+    p = _Parser(prog='python -m balance_nb store', description='Merge or list result stores (e.g. one per shard of a sweep).')
+    sub = p.add_subparsers(dest='action', required=True)
+    m = sub.add_parser('merge', help='copy the runs of several stores into one, without duplicates')
+    m.add_argument('stores', nargs='+', help='.sqlite result stores to read (never changed)')
+    m.add_argument('--into', required=True, help='the store to add them to (created if missing)')
+    ls = sub.add_parser('list', help='one line per stored run')
+    ls.add_argument('store')
+    a = p.parse_args(argv)
+    try:
+        if a.action == 'merge':
+            into = ResultStore(a.into)
+            n = into.merge(*a.stores)
+            print(f"{a.into}: {n['added']} runs added, {n['already']} already there"
+                  + (f", {n['differ']} already there with other numbers (kept as they were)" if n['differ'] else '')
+                  + f"; {len(into)} runs in all")
+        else:
+            if not Path(a.store).is_file(): raise FileNotFoundError(f"No result store at {a.store}.")
+            t = ResultStore(a.store).table()
+            print(t[[c for c in ('trainer', 'dataset', 'seed', 'epochs', 'dataset_args', 'hparams', 'acc', 'code') if c in t]].to_string()
+                  if len(t) else f"{a.store}: no runs")
+    except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr); return 2
     return 0

@@ -19,8 +19,8 @@ from .experiment import (RunConfig, ResultStore, run, load_methods, methods_by_c
 
 # %% auto #0
 __all__ = ['SUMMARY_KEYS', 'canonical_knobs', 'dataset_modalities', 'unavailable_reason', 'expand_trainers', 'make_grid',
-           'run_label', 'run_category', 'run_sweep', 'sweep_frame', 'sweep_histories', 'summarize', 'paper_table',
-           'build_sweep_parser', 'grid_from_args', 'sweep_main']
+           'run_label', 'run_category', 'check_devices', 'run_sweep', 'sweep_frame', 'sweep_histories', 'summarize',
+           'paper_table', 'shard_configs', 'build_sweep_parser', 'grid_from_args', 'sweep_main']
 
 # %% ../nbs/31_sweep.ipynb #f934afda
 def canonical_knobs(dataset: str, knobs: dict | None = None) -> dict:
@@ -105,12 +105,16 @@ def run_category(c: RunConfig) -> str:
     return METHODS.meta(c.trainer).get('category', 'other')
 
 # %% ../nbs/31_sweep.ipynb #e46310c9
-def _init_worker(threads: int, sweep_pid: int):
-    "Executed once in each worker process."
+_WORKER_DEVICE = None                # the device of this worker process (set by `_init_worker`)
+
+def _init_worker(threads: int, sweep_pid: int, devices=None):
+    "Executed once in each worker process: its torch threads, its device (the next one in the queue `devices`)."
     import torch, threading
+    global _WORKER_DEVICE
     torch.set_num_threads(threads)
     try: torch.set_num_interop_threads(1)
     except RuntimeError: pass
+    if devices is not None: _WORKER_DEVICE = devices.get()
     threading.Thread(target=_exit_with, args=(sweep_pid,), daemon=True).start()
 
 def _exit_with(pid: int):
@@ -120,44 +124,61 @@ def _exit_with(pid: int):
         try: os.kill(pid, 0)
         except ProcessLookupError: os._exit(1)
 
-def _run_one(config: RunConfig, store_path: str, weights: bool = False) -> dict:
-    "Train `config` into the store at `store_path` (keeping its weights if `weights`); return its metrics (or the error)."
-    try: return {'metrics': run(config, store=ResultStore(store_path, weights=weights), progress=False).metrics}
+def _run_one(config: RunConfig, store_path: str, weights: bool = False, device: str | None = None) -> dict:
+    "Train `config` into the store at `store_path` (keeping its weights if `weights`) on `device` (default: this worker's)."
+    device = device or _WORKER_DEVICE
+    if device is not None: config = dataclasses.replace(config, device=device)
+    try: return {'metrics': run(config, store=ResultStore(store_path, weights=weights), progress=False).metrics,
+                 'device': config.device, 'pid': os.getpid()}
     except Exception as e:   # one broken run is reported in the results, the sweep goes on
-        return {'error': f"{type(e).__name__}: {e}"}
+        return {'error': f"{type(e).__name__}: {e}", 'device': config.device, 'pid': os.getpid()}
+
+def check_devices(devices) -> list[str]:
+    "Device names for `devices` ('0,1', ['cuda:0', 'cuda:1'], 'cpu,cpu'): GPU ids become 'cuda:N'; CUDA must exist."
+    names = [d.strip() for d in (devices.split(',') if isinstance(devices, str) else devices) if str(d).strip()]
+    if not names: raise ValueError("devices: name at least one, e.g. 0,1 (GPU ids) or cuda:0,cuda:1.")
+    out = [f'cuda:{d}' if str(d).isdigit() else str(d) for d in names]
+    for d in out: get_device(d)                                # unknown names and missing CUDA fail here, clearly
+    return out
 
 def _mp_context():
     methods = mp.get_all_start_methods()
     return mp.get_context('forkserver' if 'forkserver' in methods else 'spawn')
 
 # %% ../nbs/31_sweep.ipynb #92c613b2
-def run_sweep(configs, store: ResultStore | str = 'runs/results.sqlite', workers: int = 1, progress: bool | None = None,
-              on_result=None, weights: bool = False) -> pd.DataFrame:
-    "Run every config not yet in `store` (in `workers` processes); return one row per config (see `sweep_frame`)."
+def run_sweep(configs, store: ResultStore | str = 'runs/results.sqlite', workers: int | None = None, progress: bool | None = None,
+              on_result=None, weights: bool = False, devices=None) -> pd.DataFrame:
+    "Run every config not yet in `store` (in `workers` processes, each on its own device of `devices`); one row per config."
     # weights: keep each run's trained weights in the store (a path; a `ResultStore` says it itself, e.g. course_store())
+    devices = check_devices(devices) if devices is not None else None
+    workers = workers or (len(devices) if devices else 1)
     store = store if isinstance(store, ResultStore) else ResultStore(store, weights=weights)
     configs = [c.resolved() for c in configs]
     todo = [c for c in configs if c not in store]
     progress = (os.environ.get('IN_TEST') is None) if progress is None else progress
     bar = tqdm(total=len(configs), initial=len(configs) - len(todo), desc='sweep', disable=not progress)
-    errors, done = {}, len(configs) - len(todo)
+    errors, done, where = {}, len(configs) - len(todo), {}
     def _finished(c, r):
         nonlocal done
-        done += 1
+        done += 1; where[c.key()] = (r['device'], r['pid'])
         if 'error' in r: errors[c.key()] = r['error']; bar.write(f"failed: {run_label(c)} seed {c.seed}: {r['error']}")
         bar.update(1); bar.set_postfix_str(f"{run_label(c)} s{c.seed}")
         if on_result: on_result(done, len(configs), c, r)
     if workers <= 1 or len(todo) <= 1:
-        for c in todo: _finished(c, _run_one(c, str(store.path), store.weights))
+        for c in todo: _finished(c, _run_one(c, str(store.path), store.weights, devices[0] if devices else None))
     else:
-        worker = importlib.import_module('balance_nb.sweep')           # pickled by reference, even from a notebook
+        worker, ctx = importlib.import_module('balance_nb.sweep'), _mp_context()   # pickled by reference, even from a notebook
         threads = max(1, (os.cpu_count() or 1) // workers)
-        with ProcessPoolExecutor(workers, mp_context=_mp_context(), initializer=worker._init_worker, initargs=(threads, os.getpid())) as ex:
+        queue = None
+        if devices:
+            queue = ctx.Queue()
+            for k in range(workers): queue.put(devices[k % len(devices)])
+        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=worker._init_worker, initargs=(threads, os.getpid(), queue)) as ex:
             futs = {ex.submit(worker._run_one, c, str(store.path), store.weights): c for c in todo}
             for f in as_completed(futs): _finished(futs[f], f.result())
     bar.close()
     df = sweep_frame(configs, store)
-    df.attrs.update(computed=len(todo) - len(errors), cached=len(configs) - len(todo), errors=errors)
+    df.attrs.update(computed=len(todo) - len(errors), cached=len(configs) - len(todo), errors=errors, where=where)
     return df
 
 # %% ../nbs/31_sweep.ipynb #2a2225fa
@@ -282,6 +303,16 @@ def paper_table(runs: pd.DataFrame, fmt: str = 'markdown') -> str:
     return '\n\n'.join(parts)
 
 # %% ../nbs/31_sweep.ipynb #c9053e91
+def shard_configs(configs, shard) -> list:
+    "The `i`-th of `n` disjoint parts of `configs` (`shard` = 'i/n' or (i, n), 0 ≤ i < n): every n-th config from i."
+    try:
+        i, n = (int(x) for x in (shard.split('/') if isinstance(shard, str) else shard))
+        if not 0 <= i < n: raise ValueError
+    except (ValueError, TypeError):
+        raise ValueError(f"--shard {shard!r}: expected I/N with 0 <= I < N, e.g. 0/4 (the first of 4 parts).") from None
+    return list(configs)[i::n]
+
+# %% ../nbs/31_sweep.ipynb #eb1980d9
 def _values(s: str, typ, sep=','):
     import yaml
     out = []
@@ -302,7 +333,10 @@ def build_sweep_parser() -> argparse.ArgumentParser:
     p.add_argument('--store', default='runs/results.sqlite', help='SQLite result store (default runs/results.sqlite)')
     p.add_argument('--keep-weights', action='store_true', help="also keep every run's trained weights in the store (as the course store does)")
     p.add_argument('--out', default=None, help='also write a run folder per run under this folder')
-    p.add_argument('--workers', type=int, default=1, help='worker processes (default 1: in this process)')
+    p.add_argument('--workers', type=int, default=None, help='worker processes (default: one per --devices entry, else 1: in this process)')
+    p.add_argument('--devices', default=None, help='one device per worker process, e.g. 0,1,2,3 (GPU ids) or cuda:0,cuda:1')
+    p.add_argument('--shard', default=None, metavar='I/N', help='run only the I-th of N disjoint parts of the grid (I = 0..N-1), '
+                   'e.g. a Slurm array task: --shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT')
     p.add_argument('--table', default=None, help='write the paper table here (.md, .html or .tex)')
     p.add_argument('--format', default=None, help='table format: markdown, html, latex (default: from --table, else markdown)')
     p.add_argument('--csv', default=None, help='write one row per run (all metrics) to this CSV file')
@@ -313,7 +347,7 @@ def build_sweep_parser() -> argparse.ArgumentParser:
     for f in DATASET_FLAGS: d.add_argument(f"--{f.replace('_', '-')}", dest=f, default=None)
     return p
 
-# %% ../nbs/31_sweep.ipynb #15fa8964
+# %% ../nbs/31_sweep.ipynb #8dd04692
 def grid_from_args(a) -> list[RunConfig]:
     "The sweep's configs from parsed `sweep` arguments."
     knobs = {}
@@ -342,12 +376,14 @@ def sweep_main(argv=None) -> int:
     try:
         load_methods(a.plugin)
         grid = grid_from_args(a)
+        if a.shard: grid = shard_configs(grid, a.shard)
+        devices = check_devices(a.devices) if a.devices else None
         fmt = a.format or {'.html': 'html', '.htm': 'html', '.tex': 'latex'}.get(Path(a.table).suffix if a.table else '', 'markdown')
         _render(['x'], [], fmt)                                     # an unknown --format fails before any training
     except (CLIError, UnknownNameError, ValueError, ModuleNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr); return 2
-    print(f"sweep: {len(grid)} runs into {a.store}", file=sys.stderr)
-    runs = run_sweep(grid, a.store, workers=a.workers, progress=not a.no_progress, weights=a.keep_weights)
+    print(f"sweep: {len(grid)} runs" + (f" (shard {a.shard} of the grid)" if a.shard else '') + f" into {a.store}", file=sys.stderr)
+    runs = run_sweep(grid, a.store, workers=a.workers, progress=not a.no_progress, weights=a.keep_weights, devices=devices)
     n_err = len(runs.attrs['errors'])
     print(f"{len(runs)} runs: {runs.attrs['computed']} trained, {runs.attrs['cached']} from the store, {n_err} failed", file=sys.stderr)
     if runs.empty: return 1

@@ -58,3 +58,42 @@ def test_sweep_cli_errors(tmp_path):
                         '--store', str(tmp_path/'s.sqlite')], env=ENV, capture_output=True, text=True, cwd=tmp_path)
     assert r.returncode == 2 and "--image-pool 'x'" in r.stderr
     assert not (tmp_path/'s.sqlite').exists() or len(stored(tmp_path/'s.sqlite')) == 0
+
+def test_sweep_in_shards_then_merged_equals_the_whole_sweep(tmp_path):
+    "A grid split into 3 shards (as a Slurm array would run it), each into its own store, merged: the same table."
+    grid = ['--trainers', 'baseline,unimodal', '--dataset', 'MFeat', '--seeds', '0,1', '--epochs', '1', '--no-progress']
+    def sweep(store, *extra):
+        r = subprocess.run([sys.executable, '-m', 'balance_nb', 'sweep', *grid, '--store', str(store), *extra,
+                            '--csv', str(store.with_suffix('.csv'))], env=ENV, capture_output=True, text=True, cwd=tmp_path, timeout=900)
+        assert r.returncode == 0, r.stderr[-3000:]
+        return r
+    whole = sweep(tmp_path/'whole.sqlite')
+    shards = [sweep(tmp_path/f'shard-{i}.sqlite', '--shard', f'{i}/3') for i in range(3)]
+    sizes = [len(stored(tmp_path/f'shard-{i}.sqlite')) for i in range(3)]
+    assert sizes == [2, 2, 2], sizes                                   # 6 runs, disjoint parts
+    assert 'shard 1/3' in shards[1].stderr
+    m = subprocess.run([sys.executable, '-m', 'balance_nb', 'store', 'merge', *(str(tmp_path/f'shard-{i}.sqlite') for i in range(3)),
+                        '--into', str(tmp_path/'merged.sqlite')], env=ENV, capture_output=True, text=True, cwd=tmp_path)
+    assert m.returncode == 0 and '6 runs added' in m.stdout, m.stdout + m.stderr
+    assert set(stored(tmp_path/'merged.sqlite')) == set(stored(tmp_path/'whole.sqlite'))
+    # the merged store answers the whole grid without training, and its table equals the unsharded one (timings aside)
+    again = sweep(tmp_path/'merged.sqlite')
+    assert '6 runs: 0 trained, 6 from the store, 0 failed' in again.stderr
+    import pandas as pd
+    a, b = (pd.read_csv(tmp_path/f'{n}.csv').set_index('key').sort_index() for n in ('whole', 'merged'))
+    cols = [c for c in a.columns if c not in ('train_seconds', 'seconds_per_step')]
+    pd.testing.assert_frame_equal(a[cols], b[cols], check_exact=False, atol=0.01)
+    assert (a[['acc', 'probe_acc_pix']].notna().any()).all()
+
+def test_sweep_devices_and_shard_errors(tmp_path):
+    base = [sys.executable, '-m', 'balance_nb', 'sweep', '--dataset', 'MFeat', '--store', str(tmp_path/'s.sqlite')]
+    r = subprocess.run(base + ['--shard', '3/3'], env=ENV, capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 2 and 'expected I/N' in r.stderr
+    import torch
+    if not torch.cuda.is_available():
+        r = subprocess.run(base + ['--devices', '0,1'], env=ENV, capture_output=True, text=True, cwd=tmp_path)
+        assert r.returncode == 2 and 'no CUDA device' in r.stderr
+    r = subprocess.run([sys.executable, '-m', 'balance_nb', '--device', '0,1', '--out', str(tmp_path)], env=ENV,
+                       capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 2 and 'sweep --devices 0,1' in r.stderr and 'one device' in r.stderr
+    assert not list(tmp_path.glob('*/config.yaml'))                   # nothing was trained or written
