@@ -284,7 +284,8 @@ class CremaResNets(nn.Module):
 def test_torchvision_resnet_pair_on_a_fabricated_cremad_tree(tmp_path):
     "Trained for 6 Adam steps, so the encoders are not at their initialisation; every check holds for any weights."
     from torchvision.models import resnet18
-    from balance_nb.benchmark_data import fabricate_tree, CREMAD
+    from balance_nb.benchmark_data import CREMAD
+    from balance_nb.testing import fabricate_tree
     from balance_nb.diagnosis import param_groups, feature_modules, FeatureTap, collect_features
     root = fabricate_tree('CREMAD', tmp_path/'cremad', n_train=3, n_test=1)
     tr, te = CREMAD('train', root=root, image_size=48), CREMAD('test', root=root, image_size=48)
