@@ -22,17 +22,17 @@ from .analysis import save_history_plots, LivePlotCB, live_default
 from .diagnosis import probe_accuracy
 
 # %% auto #0
-__all__ = ['CATEGORIES', 'DATASET_MODULES', 'BALANCEMM_MODELS', 'DATASET_ALIASES', 'POSITIVE', 'NON_NEGATIVE', 'UNIT_INTERVAL',
-           'MAX_STORED_STEPS', 'STORE_COLUMNS', 'TIMING_METRICS', 'PROBE_SAMPLES', 'COURSE_BUDGET', 'METHOD_FLAGS',
-           'FLAG_TO_HPARAM', 'DATASET_FLAGS', 'FLAG_TO_KNOB', 'SUBCOMMANDS', 'method_modules', 'dataset_modules',
-           'load_datasets', 'load_methods', 'methods_by_category', 'method_aliases', 'ConfigError', 'CLIError',
-           'balancemm_model', 'RunConfig', 'package_code', 'code_version', 'declared_types', 'coerce', 'check_range',
-           'method_hparam_types', 'dataset_knob_types', 'typed_config', 'same_numbers', 'thin_steps', 'ResultStore',
-           'repository_root', 'course_store', 'use_installed_data', 'RunResult', 'make_method', 'run_dir_for',
-           'recorded_environment', 'RunFilesCB', 'TensorBoardCB', 'run', 'probe_metrics', 'final_metrics',
-           'teacher_run', 'unimodal_references', 'add_gaps', 'course_run', 'results_table', 'format_summary',
-           'restored_learner', 'evaluate_run', 'build_parser', 'cli_device', 'config_from_args', 'main', 'eval_main',
-           'store_main']
+__all__ = ['CATEGORIES', 'DATASET_MODULES', 'PLUGIN_GROUP', 'BALANCEMM_MODELS', 'DATASET_ALIASES', 'POSITIVE', 'NON_NEGATIVE',
+           'UNIT_INTERVAL', 'MAX_STORED_STEPS', 'STORE_COLUMNS', 'TIMING_METRICS', 'PROBE_SAMPLES', 'COURSE_BUDGET',
+           'METHOD_FLAGS', 'FLAG_TO_HPARAM', 'DATASET_FLAGS', 'FLAG_TO_KNOB', 'SUBCOMMANDS', 'method_modules',
+           'dataset_modules', 'load_plugins', 'load_datasets', 'load_methods', 'methods_by_category', 'method_aliases',
+           'ConfigError', 'CLIError', 'balancemm_model', 'RunConfig', 'package_code', 'code_version', 'declared_types',
+           'coerce', 'check_range', 'method_hparam_types', 'dataset_knob_types', 'typed_config', 'same_numbers',
+           'thin_steps', 'ResultStore', 'repository_root', 'course_store', 'use_installed_data', 'RunResult',
+           'make_method', 'run_dir_for', 'recorded_environment', 'RunFilesCB', 'TensorBoardCB', 'run', 'probe_metrics',
+           'final_metrics', 'teacher_run', 'unimodal_references', 'add_gaps', 'course_run', 'results_table',
+           'format_summary', 'restored_learner', 'evaluate_run', 'build_parser', 'cli_device', 'config_from_args',
+           'main', 'eval_main', 'store_main']
 
 # %% ../nbs/06_experiment.ipynb #2f8ca166
 CATEGORIES = ('baseline', 'data', 'feed-forward', 'objective', 'optimization')
@@ -51,9 +51,30 @@ def dataset_modules() -> list[str]:
     "The benchmark loaders and every module of the `balance_nb.datasets` package (each notebook exporting to `datasets.<name>`)."
     return [*DATASET_MODULES, *_package_modules('balance_nb.datasets')]
 
+PLUGIN_GROUP = 'balance_nb.plugins'
+
+_PLUGINS: list[str] | None = None    # the entry points imported by this process (scanned once: ~20 ms a scan)
+
+def load_plugins() -> list[str]:
+    "Import every module named by an installed package's `balance_nb.plugins` entry point (once); return their names."
+    global _PLUGINS
+    if _PLUGINS is not None: return _PLUGINS
+    from importlib.metadata import entry_points
+    done = []
+    for ep in entry_points(group=PLUGIN_GROUP):
+        try: ep.load()
+        except Exception as e:
+            dist = getattr(getattr(ep, 'dist', None), 'name', None) or 'an installed package'
+            raise ImportError(f"The balance_nb plugin {ep.name!r} = {ep.value!r} of {dist} failed to import "
+                              f"({type(e).__name__}: {e}). Fix or uninstall {dist}.") from None
+        done.append(ep.value)
+    _PLUGINS = done
+    return done
+
 def load_datasets() -> Registry:
-    "Import every dataset module (each registers its datasets); return the filled `DATASETS` registry."
+    "Import every dataset module (each registers its datasets) and the installed plugins; return the filled `DATASETS` registry."
     for mod in dataset_modules(): importlib.import_module(mod)
+    load_plugins()
     return DATASETS
 
 def load_methods(plugins=()) -> Registry:
@@ -65,7 +86,7 @@ def load_methods(plugins=()) -> Registry:
         try: importlib.import_module(mod)
         except ModuleNotFoundError as e:
             raise ModuleNotFoundError(f"Cannot import plugin module {mod!r} ({e}). Is it on PYTHONPATH?") from None
-    return METHODS
+    return METHODS                                   # (installed plugins were imported by load_datasets)
 
 def methods_by_category() -> dict[str, list[str]]:
     "Registered trainer names grouped by category (one name per method: aliases are left out)."
@@ -423,10 +444,10 @@ class RunResult:
         if checkpoint == 'last' and self.learner is not None: return self.learner.model.eval()
         sd = self.state_dict(checkpoint)
         if sd is None and self.store is not None and self.store.weights:   # stored before weights were kept (a sweep without
-            return run(self.config, store=self.store, resume=True, progress=False, live=False).load_model(checkpoint)   # them): train once more
+            return run(self.config, store=self.store, retrain=True, progress=False, live=False).load_model(checkpoint)   # them): train once more
         if sd is None:
             raise LookupError(f"No weights kept for this {self.config.trainer} run: use a store that keeps them "
-                              "(ResultStore(path, weights=True), as course_store() does), a run folder (out=...), or run(..., resume=True) to train again.")
+                              "(ResultStore(path, weights=True), as course_store() does), a run folder (out=...), or run(..., retrain=True) to train again.")
         learn = restored_learner(self.config, self.store)
         learn.model.load_state_dict(sd)
         return learn.model.eval()
@@ -501,16 +522,16 @@ class TensorBoardCB(Callback):
     def after_fit(self): self.writer.close()
 
 # %% ../nbs/06_experiment.ipynb #350aa51e
-def run(config: RunConfig | None = None, cbs=(), store: ResultStore | str | None = None, resume: bool = False,
-        reference: bool = False, progress: bool | None = None, live: bool | None = None, tensorboard: bool = False,
-        **overrides) -> RunResult:
+def run(config: RunConfig | None = None, cbs=(), store: ResultStore | str | None = None, retrain: bool = False,
+        resume: bool = False, reference: bool = False, progress: bool | None = None, live: bool | None = None,
+        tensorboard: bool = False, **overrides) -> RunResult:
     "Train `config` (fields can be given as keyword arguments), evaluate on test, write the run folder."
     # live: one figure redrawn in place while training (`LivePlotCB`); None = only inside Jupyter, not under tests
     # tensorboard: also write TensorBoard event files to <run folder>/tensorboard (needs the `tensorboard` package)
     c = dataclasses.replace(config or RunConfig(), **overrides).resolved()
     if tensorboard: TensorBoardCB.require()                  # a missing package is said before any data is loaded
     store = ResultStore(store) if isinstance(store, (str, Path)) else store
-    if store is not None and not resume and (hit := store.get(c)) is not None:
+    if store is not None and not retrain and (hit := store.get(c)) is not None:
         metrics, hist = hit
         if reference and not any(k.startswith('alone_acc_') for k in metrics):
             metrics |= unimodal_references(c, store); store.put(c, metrics, hist)
@@ -583,7 +604,7 @@ def teacher_run(config: RunConfig, modality: str, checkpoint: str = 'best', stor
     ref = dataclasses.replace(config, trainer='unimodal', hparams={'modality': modality})
     r = run(ref, store=store, progress=False, live=False)
     if (sd := r.state_dict(checkpoint)) is None:                           # cached without weights: train it again
-        r = run(ref, store=store, resume=True, progress=False, live=False); sd = r.state_dict(checkpoint)
+        r = run(ref, store=store, retrain=True, progress=False, live=False); sd = r.state_dict(checkpoint)
     return r, sd
 
 # %% ../nbs/06_experiment.ipynb #7a887588
@@ -776,7 +797,7 @@ def main(argv=None) -> int:
         return getattr(importlib.import_module(mod), fn)(argv[1:])
     plugins = [argv[i + 1] for i, x in enumerate(argv[:-1]) if x == '--plugin']
     try: load_methods(plugins)
-    except ModuleNotFoundError as e: print(f"error: {e}", file=sys.stderr); return 2
+    except ImportError as e: print(f"error: {e}", file=sys.stderr); return 2
     a = build_parser().parse_args(argv)
     if a.mode == 'test':
         if not a.test_path: print("error: --mode test needs --test_path RUN_FOLDER (or: python -m balance_nb eval RUN_FOLDER)", file=sys.stderr); return 2
@@ -788,7 +809,7 @@ def main(argv=None) -> int:
         if bad: raise CLIError(f"Dataset {c.dataset} has no option(s) {bad}. Its options: {', '.join(knobs)}.")
         make_method(c.trainer, c.hparams)       # checks hyper-parameter names before any data is loaded
         store = ResultStore(a.store or Path(c.out or 'runs')/'results.sqlite')
-        result = run(c, store=store, resume=a.resume, reference=not a.no_reference and c.trainer != 'unimodal', live=False,
+        result = run(c, store=store, retrain=a.resume, resume=a.resume, reference=not a.no_reference and c.trainer != 'unimodal', live=False,
                      tensorboard=a.tensorboard)
     except (CLIError, UnknownNameError, ValueError, MissingDataError) as e:   # user errors: message, exit 2
         print(f"error: {e}", file=sys.stderr); return 2
@@ -809,7 +830,7 @@ def eval_main(argv=None) -> int:
     try:
         load_methods(a.plugin)
         print(format_summary(evaluate_run(a.run_dir, a.split, a.checkpoint, a.device)))
-    except (CLIError, UnknownNameError, ValueError, MissingDataError, ModuleNotFoundError) as e:
+    except (CLIError, UnknownNameError, ValueError, MissingDataError, ImportError) as e:
         print(f"error: {e}", file=sys.stderr); return 2
     return 0
 

@@ -380,7 +380,7 @@ def sweep_main(argv=None) -> int:
         devices = check_devices(a.devices) if a.devices else None
         fmt = a.format or {'.html': 'html', '.htm': 'html', '.tex': 'latex'}.get(Path(a.table).suffix if a.table else '', 'markdown')
         _render(['x'], [], fmt)                                     # an unknown --format fails before any training
-    except (CLIError, UnknownNameError, ValueError, ModuleNotFoundError) as e:
+    except (CLIError, UnknownNameError, ValueError, ImportError) as e:
         print(f"error: {e}", file=sys.stderr); return 2
     print(f"sweep: {len(grid)} runs" + (f" (shard {a.shard} of the grid)" if a.shard else '') + f" into {a.store}", file=sys.stderr)
     runs = run_sweep(grid, a.store, workers=a.workers, progress=not a.no_progress, weights=a.keep_weights, devices=devices)

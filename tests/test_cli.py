@@ -205,3 +205,42 @@ def test_progress_files_follow_a_run(tmp_path):
     assert prog['state'] == 'finished' and prog['epoch'] == prog['epochs'] == 2 and 'acc' in prog['last_epoch']
     yml = (run_dir/'config.yaml').read_text()
     assert 'torch_threads' in yml and 'torch_version' in yml
+
+def _installed_plugin(site, body: str, name='bnb_plugin_demo'):
+    "A package installed the way pip leaves it (module + .dist-info with an entry point in balance_nb.plugins)."
+    (site/name).mkdir(parents=True)
+    (site/name/'__init__.py').write_text(body)
+    info = site/f'{name}-0.1.dist-info'; info.mkdir()
+    (info/'METADATA').write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n")
+    (info/'entry_points.txt').write_text(f"[balance_nb.plugins]\ndemo = {name}\n")
+    return {**__import__('os').environ, 'PYTHONPATH': f"{ROOT}:{site}", 'IN_TEST': '1'}
+
+PLUGIN = '''
+from balance_nb.core import DATASETS
+from balance_nb.learner import BalancingMethod, register_method
+from balance_nb.data import MFeat
+
+@register_method('PluginNoOp', category='objective')
+class PluginNoOp(BalancingMethod):
+    "Changes nothing: a method that an installed package adds."
+
+@DATASETS.register('PluginMFeat', modalities=('pix', 'mor'), epochs=1)
+def PluginMFeat(split: str = 'train'):
+    "MFeat's pixel and morphology views, registered by an installed package."
+    return MFeat(split, views='pix,mor')
+'''
+
+def test_installed_plugin_adds_a_method_and_a_dataset_with_no_flag(tmp_path):
+    env = _installed_plugin(tmp_path/'site', PLUGIN)
+    run = lambda *a: subprocess.run([sys.executable, '-m', 'balance_nb', *a], cwd=tmp_path, capture_output=True, text=True, env=env)
+    h = run('--help')
+    assert h.returncode == 0 and 'PluginNoOp' in h.stdout and 'PluginMFeat' in h.stdout, h.stdout[-2000:] + h.stderr[-2000:]
+    r = run('--trainer', 'PluginNoOp', '--dataset', 'PluginMFeat', '--no-reference', '--out', str(tmp_path/'runs'))
+    assert r.returncode == 0 and 'PluginNoOp on PluginMFeat (1 epochs' in r.stdout, r.stderr[-3000:]
+    s = run('sweep', '--trainers', 'PluginNoOp', '--dataset', 'PluginMFeat', '--store', str(tmp_path/'s.sqlite'), '--no-progress')
+    assert s.returncode == 0 and '| PluginNoOp |' in s.stdout, s.stderr[-3000:]      # sweeps (their workers too) see it
+
+def test_broken_installed_plugin_is_named_exit_2(tmp_path):
+    env = _installed_plugin(tmp_path/'site', 'raise RuntimeError("half-installed")\n', name='bnb_broken_plugin')
+    r = subprocess.run([sys.executable, '-m', 'balance_nb', '--trainer', 'baseline'], cwd=tmp_path, capture_output=True, text=True, env=env)
+    assert r.returncode == 2 and 'bnb_broken_plugin' in r.stderr and 'half-installed' in r.stderr and 'uninstall' in r.stderr, r.stderr[-2000:]
