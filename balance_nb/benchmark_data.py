@@ -15,11 +15,12 @@ from .core import *
 from .data import MissingDataError, require_path, read_wav
 
 # %% auto #0
-__all__ = ['SPLITS', 'IMAGE_EXTS', 'IMAGENET_MEAN', 'IMAGENET_STD', 'ON_ERROR', 'CREMAD_LAYOUT', 'CREMAD_EMOTIONS',
+__all__ = ['SPLITS', 'IMAGE_EXTS', 'IMAGENET_MEAN', 'IMAGENET_STD', 'WORKERS_ENV', 'ON_ERROR', 'CREMAD_LAYOUT', 'CREMAD_EMOTIONS',
            'AV_CLIPS_LAYOUT', 'KS_LAYOUT', 'VGG_LAYOUT', 'BALANCE_LAYOUT', 'MOVED', 'check_split', 'carve_validation',
            'list_frames', 'segment_indices', 'frames_to_tensor', 'AudioSettings', 'waveform_to_spectrogram',
-           'CorruptMediaError', 'check_on_error', 'check_media_file', 'BenchmarkDataset', 'read_cremad_list', 'CREMAD',
-           'KineticsSounds', 'VGGSound', 'Balance']
+           'check_num_workers', 'usable_cores', 'default_num_workers', 'CorruptMediaError', 'check_on_error',
+           'check_media_file', 'BenchmarkDataset', 'read_cremad_list', 'CREMAD', 'KineticsSounds', 'VGGSound',
+           'Balance']
 
 # %% ../nbs/20_benchmark_datasets.ipynb #f6ee7a1c
 SPLITS = ('train', 'valid', 'test')
@@ -104,6 +105,28 @@ def waveform_to_spectrogram(x, sr: int, s: AudioSettings = AudioSettings()) -> t
         return torch.log(mel(x) + 1e-6)
     raise UnknownNameError(f"Unknown spectrogram kind {s.kind!r}. Valid kinds: stft, mel.")
 
+# %% ../nbs/20_benchmark_datasets.ipynb #2f7c9518
+WORKERS_ENV = 'BALANCE_NB_WORKERS'
+
+def check_num_workers(n, where: str = 'num_workers') -> int:
+    "`n` as a number of worker processes (a whole number >= 0), or a `ValueError` naming `where` and the fix."
+    try: k = int(n) if isinstance(n, str) or float(n).is_integer() else -1
+    except (TypeError, ValueError): k = -1
+    if isinstance(n, bool) or k < 0:
+        raise ValueError(f"{where}={n!r}: expected a whole number of loader worker processes >= 0 (0: load in the "
+                         f"main process), e.g. --data-opt num_workers=2 or {WORKERS_ENV}=2.")
+    return k
+
+def usable_cores() -> int:
+    "CPU cores this process may run on (its affinity mask where the OS has one, else the machine's count)."
+    return len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else (os.cpu_count() or 1)
+
+def default_num_workers() -> int:
+    "Workers a benchmark dataset asks for: `$BALANCE_NB_WORKERS` if set, else min(8, usable cores - 1)."
+    env = os.environ.get(WORKERS_ENV, '').strip()
+    if env: return check_num_workers(env, WORKERS_ENV)
+    return max(0, min(8, usable_cores() - 1))
+
 # %% ../nbs/20_benchmark_datasets.ipynb #5ee661e9
 def _documented(layout: str):
     "Append the expected on-disk layout to a loader's docstring."
@@ -162,7 +185,8 @@ class BenchmarkDataset(torch.utils.data.Dataset):
             raise ValueError(f"{type(self).__name__}: the {split!r} split of {root} is empty{hint}.")
         self.split, self.items, self.labels = split, items, list(map(int, labels))
         self.classes, self.num_classes = list(classes), len(classes)
-        self.seed, self.epoch, self.num_workers, self.root = seed, 0, num_workers, root
+        self.seed, self.epoch, self.root = seed, 0, root
+        self.num_workers = default_num_workers() if num_workers is None else check_num_workers(num_workers)
         self.train = split == 'train'
         self.name = f"{type(self).__name__}[{split}]"
         self.on_error, self.skipped = on_error, []
@@ -292,7 +316,7 @@ class CREMAD(BenchmarkDataset):
                  valid_fraction: float = 0.1,      # share of train held out (stratified) as validation
                  seed: int = 0,                    # validation carving and training draws
                  resnet_weights: str | None = None,  # local ImageNet ResNet-18 state dict for both encoders
-                 num_workers: int = 0,             # loader worker processes
+                 num_workers: int | None = None,   # loader worker processes (None: default_num_workers())
                  on_error: str = 'stop'):          # a corrupt/empty media file: 'stop' (error naming it) or 'skip' it
         check_split(split); check_on_error(on_error, 'CREMAD')
         root = require_path(_root(root, 'CREMAD'), CREMAD_LAYOUT)
@@ -363,7 +387,7 @@ class KineticsSounds(_AVClips):
     "Kinetics-Sounds: audio spectrogram (1, F, T) + `n_frames` frames (T, 3, S, S); 31 classes."
     def __init__(self, split: str = 'train', root: str | Path | None = None, n_frames: int = 3, image_size: int = 224,
                  num_classes: int = 31, valid_fraction: float = 0.1, seed: int = 0,
-                 resnet_weights: str | None = None, num_workers: int = 0, on_error: str = 'stop'):
+                 resnet_weights: str | None = None, num_workers: int | None = None, on_error: str = 'stop'):
         check_split(split); check_on_error(on_error, 'KineticsSounds')
         root = require_path(_root(root, 'KineticsSounds'), KS_LAYOUT)
         has_valid = (root/'valid.txt').exists()
@@ -384,7 +408,7 @@ class KineticsSounds(_AVClips):
 class VGGSound(_AVClips):
     "VGGSound: audio spectrogram (1, F, T) + `n_frames` frames (T, 3, S, S); 309 classes (those in the csv's train rows)."
     def __init__(self, split: str = 'train', root: str | Path | None = None, n_frames: int = 3, image_size: int = 224,
-                 valid_fraction: float = 0.1, seed: int = 0, resnet_weights: str | None = None, num_workers: int = 0,
+                 valid_fraction: float = 0.1, seed: int = 0, resnet_weights: str | None = None, num_workers: int | None = None,
                  on_error: str = 'stop'):
         check_split(split); check_on_error(on_error, 'VGGSound')
         root = require_path(_root(root, 'VGGSound'), VGG_LAYOUT)
@@ -417,7 +441,7 @@ class Balance(BenchmarkDataset):
     modalities = ('audio', 'visual')
     def __init__(self, split: str = 'train', root: str | Path | None = None, annotation: str = 'balanced_av.json',
                  n_frames: int = 3, image_size: int = 224, valid_fraction: float = 0.1, seed: int = 0,
-                 resnet_weights: str | None = None, num_workers: int = 0, on_error: str = 'stop'):
+                 resnet_weights: str | None = None, num_workers: int | None = None, on_error: str = 'stop'):
         check_split(split); check_on_error(on_error, 'Balance')
         root = require_path(_root(root, 'Balance'), BALANCE_LAYOUT)
         ann = json.loads(require_path(root/annotation, BALANCE_LAYOUT).read_text())

@@ -71,13 +71,32 @@ class TensorMultimodalDataset(torch.utils.data.Dataset):
                                        f"{self.name}[{len(idx)}]", self.classes, self.default_encoders)
 
 # %% ../nbs/01_data.ipynb #7a1e663c
+class _EpochView(torch.utils.data.Dataset):
+    "What a loader's `DataLoader` indexes: `(epoch, i)` → `dataset[i]`, the dataset told `epoch` first when it changed."
+    def __init__(self, dataset): self.dataset, self.epoch = dataset, None
+    def __len__(self): return len(self.dataset)
+    def __getitem__(self, pair):
+        epoch, i = pair
+        if epoch != self.epoch and hasattr(self.dataset, 'set_epoch'): self.dataset.set_epoch(epoch)
+        self.epoch = epoch
+        return self.dataset[i]
+
+class _Batches:
+    "A batch sampler holding the batches of the epoch being iterated (set by the loader before each epoch)."
+    def __init__(self): self.batches = []
+    def __iter__(self): return iter(self.batches)
+    def __len__(self): return len(self.batches)
+
 class EpochLoader:
     "Batches of a dataset; shuffle order is a function of (seed, epoch) only. Evaluation loaders keep every sample."
     def __init__(self, dataset, batch_size: int = 32, shuffle: bool = False, seed: int = 0,
-                 drop_last: bool = False, num_workers: int | None = None):
+                 drop_last: bool = False, num_workers: int | None = None, pin_memory: bool = False):
         self.dataset, self.bs, self.shuffle, self.seed = dataset, batch_size, shuffle, seed
-        if num_workers is None: num_workers = getattr(dataset, 'num_workers', 0)   # a dataset may ask for workers
-        self.drop_last, self.num_workers, self.epoch = drop_last, num_workers, 0
+        if num_workers is None: num_workers = getattr(dataset, 'num_workers', 0) or 0   # a dataset may ask for workers
+        if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
+            raise ValueError(f"num_workers={num_workers!r}: expected a whole number >= 0 (0: load in this process).")
+        self.drop_last, self.num_workers, self.pin_memory, self.epoch = drop_last, num_workers, pin_memory, 0
+        self._dl, self._dl_key = None, None
 
     def set_epoch(self, epoch: int):
         "Set the epoch (shuffle order); datasets with random per-epoch draws (`set_epoch`) are told too."
@@ -91,19 +110,44 @@ class EpochLoader:
         n = len(self.dataset)
         return n // self.bs if self.drop_last else -(-n // self.bs)
 
+    def _pinned(self) -> bool: return bool(self.pin_memory) and torch.cuda.is_available()
+
+    def _dataloader(self):
+        "The `DataLoader` of this loader, made once (again only if `num_workers` or `pin_memory` changed)."
+        key = (self.num_workers, self._pinned())
+        if self._dl is None or self._dl_key != key:
+            self.close()
+            self._dl = torch.utils.data.DataLoader(_EpochView(self.dataset), batch_sampler=_Batches(),
+                                                   num_workers=self.num_workers, pin_memory=key[1],
+                                                   persistent_workers=self.num_workers > 0)
+            self._dl_key = key
+        return self._dl
+
     def __iter__(self):
         chunks = list(self._order().split(self.bs))
         if self.drop_last and chunks and len(chunks[-1]) < self.bs: chunks = chunks[:-1]
-        if getattr(self.dataset, 'batch_indexable', False) and self.num_workers == 0:
-            for c in chunks: yield self.dataset[c.tolist()]
-        else:
-            dl = torch.utils.data.DataLoader(self.dataset, batch_sampler=[c.tolist() for c in chunks],
-                                             num_workers=self.num_workers)
-            yield from dl
+        if self.num_workers == 0:                          # in this process: the dataset as it is now
+            if getattr(self.dataset, 'batch_indexable', False): batches = (self.dataset[c.tolist()] for c in chunks)
+            else: batches = torch.utils.data.DataLoader(self.dataset, batch_sampler=[c.tolist() for c in chunks])
+            for b in batches: yield {k: v.pin_memory() if torch.is_tensor(v) else v for k, v in b.items()} if self._pinned() else b
+            return
+        epoch = getattr(self.dataset, 'epoch', self.epoch)   # the epoch this process's dataset draws at
+        dl = self._dataloader()
+        dl.batch_sampler.batches = [[(epoch, i) for i in c.tolist()] for c in chunks]
+        yield from dl
 
-def make_loader(dataset, batch_size=32, shuffle=False, seed=0, drop_last=False, num_workers=None) -> EpochLoader:
+    def close(self):
+        "Stop the worker processes (they start again at the next iteration)."
+        dl, self._dl, self._dl_key = self._dl, None, None
+        if dl is not None and getattr(dl, '_iterator', None) is not None:
+            dl._iterator._shutdown_workers(); dl._iterator = None
+
+    def __getstate__(self): return self.__dict__ | {'_dl': None, '_dl_key': None}   # workers do not travel
+
+def make_loader(dataset, batch_size=32, shuffle=False, seed=0, drop_last=False, num_workers=None,
+                pin_memory=False) -> EpochLoader:
     "An `EpochLoader` over `dataset`."
-    return EpochLoader(dataset, batch_size, shuffle, seed, drop_last, num_workers)
+    return EpochLoader(dataset, batch_size, shuffle, seed, drop_last, num_workers, pin_memory)
 
 # %% ../nbs/01_data.ipynb #b2bc325f
 def read_wav(path) -> tuple[np.ndarray, int]:

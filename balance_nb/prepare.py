@@ -5,6 +5,7 @@
 # %% ../nbs/23_prepare.ipynb #d94f0c71
 from __future__ import annotations
 import argparse, hashlib, json, shutil, subprocess, sys, tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 import numpy as np
@@ -16,8 +17,8 @@ from .data import MissingDataError, require_path, read_wav, data_root
 from .benchmark_data import AudioSettings, waveform_to_spectrogram, list_frames, read_cremad_list, CREMAD_EMOTIONS
 
 # %% auto #0
-__all__ = ['VIDEO_EXTS', 'PREPARE_LAYOUTS', 'MediaError', 'ffmpeg_path', 'extract_frames', 'read_audio', 'sha256', 'prepare',
-           'check_prepare_args', 'prepare_main']
+__all__ = ['VIDEO_EXTS', 'PREPARE_LAYOUTS', 'MediaError', 'ffmpeg_path', 'extract_frames', 'read_audio', 'sha256', 'check_jobs',
+           'prepare', 'check_prepare_args', 'prepare_main']
 
 # %% ../nbs/23_prepare.ipynb #bf7d6871
 class MediaError(RuntimeError): "A media file that ffmpeg or the WAV reader cannot decode."
@@ -84,10 +85,36 @@ def _prepare_items(kind, raw: Path, out: Path):
             items.append((f'{split}/{v.stem}', v, None, out/'audio'/split/f'{v.stem}.npy', out/'visual'/split/v.stem))
     return items
 
+def _prepare_clip(item, out: Path, fps: float, frame_size, audio: AudioSettings) -> tuple[bool, dict]:
+    "Decode one raw clip into its spectrogram file and frame folder: (True, its manifest record) or (False, why not)."
+    key, video, wav, a_out, v_out = item
+    try:
+        x, sr = read_audio(wav or video, audio.sample_rate)
+        spec = waveform_to_spectrogram(x, sr, audio)
+        n = extract_frames(video, v_out, fps, frame_size)
+        a_out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = a_out.with_name(a_out.name + '.part')
+        if a_out.suffix == '.pt': torch.save(spec, tmp)
+        else:
+            with open(tmp, 'wb') as f: np.save(f, spec.numpy())
+        tmp.replace(a_out)
+    except (MediaError, ValueError, OSError) as e:
+        return False, {'key': key, 'file': str(wav or video), 'error': str(e)}
+    return True, {'key': key, 'audio': str(a_out.relative_to(out)), 'audio_sha256': sha256(a_out), 'frames': n,
+                  'frames_sha256': hashlib.sha256(''.join(sha256(p) for p in list_frames(v_out)).encode()).hexdigest(),
+                  'shape': list(spec.shape)}
+
+def check_jobs(jobs) -> int:
+    "`jobs` as a number of clips decoded at once (a whole number >= 1), or a `ValueError` naming `--jobs`."
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"--jobs {jobs!r}: expected a whole number >= 1 of clips to decode at once (1: one after another).")
+    return jobs
+
 def prepare(kind: str, raw, out, fps: float = 2.0, frame_size: int | None = 256,
-            audio: AudioSettings = AudioSettings(), splits=None, progress: bool = True) -> dict:
-    "Turn the raw media of `kind` into the loader's layout under `out`; resumable; returns the report."
+            audio: AudioSettings = AudioSettings(), splits=None, progress: bool = True, jobs: int = 1) -> dict:
+    "Turn the raw media of `kind` into the loader's layout under `out`, `jobs` clips at a time; resumable; returns the report."
     if kind not in PREPARE_LAYOUTS: raise UnknownNameError(f"Unknown dataset {kind!r} for prepare. Valid: {', '.join(PREPARE_LAYOUTS)}.")
+    jobs = check_jobs(jobs)
     raw, out = require_path(Path(raw), PREPARE_LAYOUTS[kind]), Path(out)
     check_prepare_args(kind, out, splits)                # before anything is decoded
     ffmpeg_path()
@@ -107,28 +134,20 @@ def prepare(kind: str, raw, out, fps: float = 2.0, frame_size: int | None = 256,
             except json.JSONDecodeError: continue                        # a line cut by an interruption
             done[rec['key']] = rec
     items = _prepare_items(kind, raw, out)
-    failed, skipped, new = [], 0, 0
-    with open(mpath, 'a') as manifest:
-        for key, video, wav, a_out, v_out in tqdm(items, desc=f'prepare {kind}', disable=not progress):
-            if key in done and a_out.exists() and v_out.is_dir(): skipped += 1; continue
-            try:
-                x, sr = read_audio(wav or video, audio.sample_rate)
-                spec = waveform_to_spectrogram(x, sr, audio)
-                n = extract_frames(video, v_out, fps, frame_size)
-                a_out.parent.mkdir(parents=True, exist_ok=True)
-                tmp = a_out.with_name(a_out.name + '.part')
-                if a_out.suffix == '.pt': torch.save(spec, tmp)
-                else:
-                    with open(tmp, 'wb') as f: np.save(f, spec.numpy())
-                tmp.replace(a_out)
-            except (MediaError, ValueError, OSError) as e:
-                failed.append({'key': key, 'file': str(wav or video), 'error': str(e)}); continue
-            rec = {'key': key, 'audio': str(a_out.relative_to(out)), 'audio_sha256': sha256(a_out),
-                   'frames': n, 'frames_sha256': hashlib.sha256(''.join(sha256(p) for p in list_frames(v_out)).encode()).hexdigest(),
-                   'shape': list(spec.shape)}
-            manifest.write(json.dumps(rec) + '\n'); manifest.flush(); done[key] = rec; new += 1
+    todo = [it for it in items if not (it[0] in done and it[3].exists() and it[4].is_dir())]
+    failed, new = [], 0
+    one = lambda item: _prepare_clip(item, out, fps, frame_size, audio)
+    pool = ThreadPoolExecutor(jobs) if jobs > 1 else None   # ffmpeg runs as a subprocess: threads decode in parallel
+    try:
+        with open(mpath, 'a') as manifest:
+            results = pool.map(one, todo) if pool else map(one, todo)   # in the order of `todo`, whatever finishes first
+            for ok, rec in tqdm(results, total=len(todo), desc=f'prepare {kind}', disable=not progress):
+                if not ok: failed.append(rec); continue
+                manifest.write(json.dumps(rec) + '\n'); manifest.flush(); done[rec['key']] = rec; new += 1
+    finally:
+        if pool: pool.shutdown(wait=True, cancel_futures=True)      # Ctrl-C: finish the clips being decoded, start no more
     if kind == 'cremad': _write_cremad_lists(out, set(done), splits)
-    report = {'dataset': kind, 'clips': len(items), 'prepared': new, 'skipped_done': skipped, 'unreadable': failed}
+    report = {'dataset': kind, 'clips': len(items), 'prepared': new, 'skipped_done': len(items) - len(todo), 'unreadable': failed}
     (out/'prepare_report.json').write_text(json.dumps(report, indent=1))
     return report
 
@@ -169,6 +188,7 @@ def prepare_main(argv=None) -> int:
     p.add_argument('--spectrogram', choices=('stft', 'mel'), default=d.kind)
     p.add_argument('--n-fft', type=int, default=d.n_fft); p.add_argument('--hop', type=int, default=d.hop)
     p.add_argument('--n-mels', type=int, default=d.n_mels)
+    p.add_argument('--jobs', type=int, default=1, help='clips decoded at once (default 1); e.g. the number of cores')
     p.add_argument('--no-progress', action='store_true')
     a = p.parse_args(argv)
     kind = a.dataset.lower().replace('_', '-')
@@ -176,7 +196,7 @@ def prepare_main(argv=None) -> int:
     try:
         rep = prepare(kind, a.raw, a.out, a.fps or (2.0 if kind == 'cremad' else 1.0), a.frame_size or None,
                       AudioSettings(a.sample_rate, a.seconds, a.spectrogram, a.n_fft, a.hop, a.n_mels), a.splits,
-                      progress=not a.no_progress)
+                      progress=not a.no_progress, jobs=a.jobs)
     except (MissingDataError, UnknownNameError, ValueError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr); return 2
     print(f"{kind}: {rep['prepared']} clips prepared, {rep['skipped_done']} already done, "

@@ -134,11 +134,61 @@ def test_frame_sampling_deterministic_at_test_seeded_at_train(trees):
 
 
 def test_worker_processes_give_the_same_batches(trees):
+    "2 kept (persistent) workers give exactly the batches of 0 workers, two epochs running, and start only once."
     ds = bd.CREMAD('train', root=trees['CREMAD'], num_workers=2, **IMG)
     assert make_loader(ds, 4).num_workers == 2
-    w = [b['visual'] for b in make_loader(ds, 4, shuffle=True, seed=1)]
-    s = [b['visual'] for b in make_loader(ds, 4, shuffle=True, seed=1, num_workers=0)]
-    assert all(torch.equal(a, b) for a, b in zip(w, s))
+
+    def two_epochs(workers):
+        dl, out = make_loader(ds, 4, shuffle=True, seed=1, num_workers=workers), []
+        for e in (0, 1):
+            dl.set_epoch(e)
+            out.append([(b['idx'], b['visual']) for b in dl])
+            if workers: out[-1].append(sorted(w.pid for w in dl._dl._iterator._workers))
+        dl.close()
+        return out
+    w0, w2 = two_epochs(0), two_epochs(2)
+    for e in (0, 1):
+        assert len(w0[e]) == len(w2[e]) - 1                                          # + the worker pids
+        assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(w0[e], w2[e]))
+    assert w2[0][-1] == w2[1][-1] and len(w2[0][-1]) == 2                            # the same two processes
+    assert not all(torch.equal(a[1], b[1]) for a, b in zip(w0[0], w0[1]))           # the epochs' draws differ
+
+
+def test_workers_follow_a_dataset_epoch_set_from_outside(trees):
+    "A loader's workers draw at the epoch of this process's dataset, as loading in this process does."
+    ds = bd.CREMAD('train', root=trees['CREMAD'], **IMG)
+    dl = make_loader(ds, 4, num_workers=2)
+    first = [b['visual'] for b in dl]
+    ds.set_epoch(3)                                                  # e.g. the training loader of the same dataset
+    again = [b['visual'] for b in dl]
+    ds0 = bd.CREMAD('train', root=trees['CREMAD'], num_workers=0, **IMG); ds0.set_epoch(3)
+    assert all(torch.equal(a, b) for a, b in zip(again, [b['visual'] for b in make_loader(ds0, 4)]))
+    assert not all(torch.equal(a, b) for a, b in zip(first, again))
+    dl.close()
+
+
+def test_default_workers_env_and_option(trees, monkeypatch):
+    monkeypatch.delenv(bd.WORKERS_ENV, raising=False)
+    cores = bd.usable_cores()
+    assert bd.default_num_workers() == max(0, min(8, cores - 1))
+    for name in ('CREMAD', 'UCF101'):                                  # the file-backed loaders ask for the default
+        assert make_loader(DATASETS[name]('test', root=trees[name], **IMG)).num_workers == bd.default_num_workers()
+    assert make_loader(DATASETS['CMUMOSEI']('test', root=trees['CMUMOSEI'])).num_workers == 0   # in memory
+    monkeypatch.setenv(bd.WORKERS_ENV, '3')
+    assert make_loader(bd.CREMAD('test', root=trees['CREMAD'], **IMG)).num_workers == 3
+    assert make_loader(bd.CREMAD('test', root=trees['CREMAD'], num_workers=1, **IMG)).num_workers == 1   # the option wins
+    monkeypatch.setenv(bd.WORKERS_ENV, 'lots')
+    with pytest.raises(ValueError, match="BALANCE_NB_WORKERS='lots'"): bd.CREMAD('test', root=trees['CREMAD'])
+    with pytest.raises(ValueError, match='num_workers=-2'): bd.CREMAD('test', root=trees['CREMAD'], num_workers=-2)
+
+
+def test_pin_memory_without_cuda_changes_nothing(trees):
+    ds = bd.CREMAD('test', root=trees['CREMAD'], **IMG)
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')                                  # torch would warn if asked to pin without CUDA
+        pinned = [b['visual'] for b in make_loader(ds, 4, num_workers=1, pin_memory=True)]
+    assert all(torch.equal(a, b) for a, b in zip(pinned, [b['visual'] for b in make_loader(ds, 4, num_workers=0)]))
+    if torch.cuda.is_available(): assert all(t.is_pinned() for t in pinned)
 
 
 # what each loader needs, removed one at a time: (dataset, relative path, text the message must contain)
@@ -337,6 +387,30 @@ def test_prepare_cremad_resume_and_unreadable(tmp_path):
     assert len(ds) == 6 and len(bd.CREMAD('test', root=out)) == 6
     with pytest.raises(ValueError, match='too few training clips per class'): bd.CREMAD('valid', root=out)
     Learner(build_model(ds), make_loader(ds, 8), progress=False).fit(1)
+
+@needs_ffmpeg
+def test_prepare_jobs_2_gives_the_tree_of_jobs_1(tmp_path):
+    raw = fabricate_raw_cremad(tmp_path/'raw', n_per_emotion=1, corrupt=True)
+    opts = ['--sample-rate', 8000, '--seconds', 1, '--spectrogram', 'mel', '--n-fft', 256, '--hop', 128, '--n-mels', 32,
+            '--frame-size', 32, '--no-progress']
+    for j in (1, 2):
+        r = _prepare_cli('cremad', '--raw', raw, '--out', tmp_path/f'j{j}', '--jobs', j, *opts)
+        assert r.returncode == 0 and '12 clips prepared' in r.stdout and '1 unreadable' in r.stdout, r.stdout + r.stderr
+    m1, m2 = ((tmp_path/f'j{j}'/'manifest.jsonl').read_text() for j in (1, 2))
+    assert m1 == m2 and len(m1.splitlines()) == 12                       # same clips, order and checksums
+    rep = [json.loads((tmp_path/f'j{j}'/'prepare_report.json').read_text()) for j in (1, 2)]
+    assert rep[0] == rep[1] and [u['key'] for u in rep[1]['unreadable']] == ['1076_MTI_SAD_XX']
+    files = lambda d: sorted((str(p.relative_to(d)), prep.sha256(p)) for p in d.rglob('*') if p.is_file()
+                             and p.name not in ('audio_settings.json',))
+    assert files(tmp_path/'j1') == files(tmp_path/'j2')                  # the whole tree, file by file
+    # resumable with two jobs: drop three clips' manifest lines, a rerun prepares exactly those
+    lines = m2.splitlines()
+    (tmp_path/'j2'/'manifest.jsonl').write_text('\n'.join(lines[:9]) + '\n')
+    r = _prepare_cli('cremad', '--raw', raw, '--out', tmp_path/'j2', '--jobs', 2, *opts)
+    assert '3 clips prepared, 9 already done' in r.stdout, r.stdout + r.stderr
+    assert (tmp_path/'j2'/'manifest.jsonl').read_text() == m1
+    r = _prepare_cli('cremad', '--raw', raw, '--out', tmp_path/'j3', '--jobs', 0, *opts)
+    assert r.returncode == 2 and '--jobs 0' in r.stderr
 
 def test_prepare_errors(tmp_path):
     r = _prepare_cli('cremad', '--raw', tmp_path/'none', '--out', tmp_path/'o')

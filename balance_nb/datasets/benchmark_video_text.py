@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 from ..core import *
 from ..data import require_path, TensorMultimodalDataset
-from ..benchmark_data import (BenchmarkDataset, CorruptMediaError, check_split, check_on_error, list_frames,
+from ..benchmark_data import (BenchmarkDataset, CorruptMediaError, check_split, check_on_error, check_num_workers, list_frames,
                                        segment_indices, frames_to_tensor, _documented, _keep_existing, _resnet, _root)
 from ..text_encoders import Tokenizer
 
@@ -37,7 +37,7 @@ class UCF101(BenchmarkDataset):
     modalities = ('visual', 'flow')
     def __init__(self, split: str = 'train', root: str | Path | None = None, split_id: int = 1, n_frames: int = 3,
                  image_size: int = 224, valid_fraction: float = 0.1, seed: int = 0,
-                 resnet_weights: str | None = None, num_workers: int = 0, on_error: str = 'stop'):
+                 resnet_weights: str | None = None, num_workers: int | None = None, on_error: str = 'stop'):
         check_split(split); check_on_error(on_error, 'UCF101')
         root = require_path(_root(root, 'UCF101'), UCF_LAYOUT)
         lists = root/'ucfTrainTestlist'
@@ -101,7 +101,7 @@ class FOOD101(BenchmarkDataset):
     def __init__(self, split: str = 'train', root: str | Path | None = None, image_size: int = 224,
                  max_length: int = 40,             # tokens per title
                  bert_path: str | None = None,     # local BERT folder (vocab + weights); None: word vocab + small Transformer
-                 valid_fraction: float = 0.1, seed: int = 0, resnet_weights: str | None = None, num_workers: int = 0,
+                 valid_fraction: float = 0.1, seed: int = 0, resnet_weights: str | None = None, num_workers: int | None = None,
                  on_error: str = 'stop'):
         import pandas as pd
         check_split(split); check_on_error(on_error, 'FOOD101')
@@ -148,8 +148,9 @@ def _mosei_pickle(path: Path, mtime: float):
     with open(path, 'rb') as f: return pickle.load(f)
 
 @DATASETS.register('CMUMOSEI', modalities=('audio', 'visual', 'text'), num_classes=2, epochs=30)
-def CMUMOSEI(split: str = 'train', root: str | Path | None = None, aligned: bool = False, on_error: str = 'stop'):
-    check_split(split); check_on_error(on_error, 'CMUMOSEI')
+def CMUMOSEI(split: str = 'train', root: str | Path | None = None, aligned: bool = False, on_error: str = 'stop',
+             num_workers: int = 0):   # in memory: a batch is one slice, a worker would only add copies
+    check_split(split); check_on_error(on_error, 'CMUMOSEI'); num_workers = check_num_workers(num_workers)
     root = require_path(_root(root, 'CMUMOSEI'), MOSEI_LAYOUT)
     path = require_path(root/('mosei_senti_data.pkl' if aligned else 'mosei_senti_data_noalign.pkl'), MOSEI_LAYOUT)
     try: d = _mosei_pickle(path, path.stat().st_mtime)
@@ -163,8 +164,10 @@ def CMUMOSEI(split: str = 'train', root: str | Path | None = None, aligned: bool
     feats = {m: torch.nan_to_num(torch.as_tensor(np.asarray(part[k], dtype=np.float32)), nan=0.0, posinf=0.0, neginf=0.0)
              for m, k in (('audio', 'audio'), ('visual', 'vision'), ('text', 'text'))}
     labels = (torch.as_tensor(np.asarray(part['labels'], dtype=np.float32)).reshape(len(feats['audio']), -1)[:, 0] >= 0).long()
-    return TensorMultimodalDataset(feats, labels, 2, name=f'CMUMOSEI[{split}]', classes=['negative', 'non-negative'],
-                                   default_encoders={m: ('seq_transformer', {'out_dim': 1024}) for m in feats})
+    ds = TensorMultimodalDataset(feats, labels, 2, name=f'CMUMOSEI[{split}]', classes=['negative', 'non-negative'],
+                                 default_encoders={m: ('seq_transformer', {'out_dim': 1024}) for m in feats})
+    ds.num_workers = num_workers                                       # what make_loader asks for
+    return ds
 
 CMUMOSEI.__doc__ = ("CMU-MOSEI: audio (T, 74), visual (T, 35), text (T, 300) feature sequences; binary sentiment."
                     "\n\nExpected layout:\n" + MOSEI_LAYOUT.strip('\n'))
