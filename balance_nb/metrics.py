@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_metrics.ipynb #24e34052
 from __future__ import annotations
-import itertools, math, time
+import functools, itertools, math, time
 from math import factorial
 import numpy as np
 import torch
@@ -13,7 +13,8 @@ from .core import *
 from .learner import Callback
 
 # %% auto #0
-__all__ = ['confusion_matrix', 'accuracy', 'macro_f1', 'coalitions', 'exact_shapley', 'imbalance_degree', 'additive_fusion',
+__all__ = ['confusion_matrix', 'accuracy', 'macro_f1', 'coalitions', 'exact_shapley', 'shapley_tables', 'shapley_from_vector',
+           'imbalance_degree', 'additive_fusion', 'zero_input', 'membership', 'clear_argmax', 'coalition_pred_matrix',
            'coalition_predictions', 'sample_shapley', 'MetricAccumulator', 'evaluate', 'EvalCB', 'GradNormCB',
            'PassCounterCB', 'complexity']
 
@@ -45,6 +46,25 @@ def exact_shapley(value: dict, modalities) -> dict[str, float]:
                      for S in coalitions(others))
     return phi
 
+# %% ../nbs/04_metrics.ipynb #81075cde
+@functools.lru_cache(maxsize=None)
+def shapley_tables(n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    "For n players, (n, 2^(n-1)) tables over every S without player m: the indices of S ∪ {m} and of S in `coalitions(range(n))`, and S's weight."
+    index = {S: k for k, S in enumerate(coalitions(range(n)))}
+    others = [coalitions([i for i in range(n) if i != m]) for m in range(n)]
+    with_m = torch.tensor([[index[S | {m}] for S in others[m]] for m in range(n)])
+    without_m = torch.tensor([[index[S] for S in others[m]] for m in range(n)])
+    weight = torch.tensor([[factorial(len(S)) * factorial(n - len(S) - 1) / factorial(n) for S in others[m]] for m in range(n)],
+                          dtype=torch.float64)
+    return with_m, without_m, weight
+
+def shapley_from_vector(value: torch.Tensor, modalities) -> dict[str, float]:
+    "Exact Shapley values from coalition values `value` (2^n,) in the order of `coalitions(modalities)`."
+    with_m, without_m, weight = shapley_tables(len(modalities))
+    value = value.double().cpu()
+    rows = (weight * (value[with_m] - value[without_m])).tolist()   # every weighted marginal contribution
+    return {m: sum(row) for m, row in zip(modalities, rows)}
+
 # %% ../nbs/04_metrics.ipynb #381d86f6
 def imbalance_degree(phi: dict[str, float]) -> float:
     "Spread of the Shapley values over their total magnitude: 0 balanced … 1 one modality does it all."
@@ -59,32 +79,60 @@ def additive_fusion(model) -> bool:
     return bool(type(model.fusion).__dict__.get('additive', False)) and type(model).fuse is MultimodalModel.fuse
 
 @torch.no_grad()
-def coalition_predictions(model, batch, out=None, brute_force: bool = False, zero=None) -> dict[frozenset, torch.Tensor]:
-    "Fused predictions for every coalition of modalities (absent ones zeroed at the input)."
+def zero_input(model, batch) -> tuple[dict, dict | None]:
+    "An absent modality's zero-input features h0_m (1, d_m) and, for an additive fusion, its block z_m(h0_m) (1, C)."
+    h0 = model.zero_features(batch)
+    return h0, (model.fuse(h0).unimodal if additive_fusion(model) else None)
+
+# %% ../nbs/04_metrics.ipynb #fbb16c05
+@functools.lru_cache(maxsize=None)
+def membership(n: int) -> torch.Tensor:
+    "(2^n, n) float matrix: row k has a 1 for each of the n players in coalition k of `coalitions(range(n))`."
+    return torch.tensor([[i in S for i in range(n)] for S in coalitions(range(n))], dtype=torch.float32)
+
+# %% ../nbs/04_metrics.ipynb #df5cc47b
+@functools.lru_cache(maxsize=None)
+def _count_and_index(C: int, dtype, device) -> torch.Tensor:
+    "(2, C): a row of ones (counts) and the class indices (sums them)."
+    return torch.stack([torch.ones(C), torch.arange(C)]).to(device, dtype)
+
+def clear_argmax(logits: torch.Tensor, rtol: float = 1e-5) -> tuple[torch.Tensor, torch.Tensor]:
+    "Best class of each column of `logits` (C, N), and whether it is clear: no other class within rtol·(1+|best|)."
+    best = logits.amax(0)
+    # 1 for a class at or above best − tolerance, 0 below (sign gives −1, 0 or 1; a NaN column is never clear)
+    near = (logits - best.abs().add_(1).mul_(-rtol).add_(best)).sign_().add_(1).clamp_(max=1)
+    count, index = _count_and_index(len(logits), near.dtype, near.device) @ near   # classes near the best; their index sum
+    return index.long(), count == 1
+
+# %% ../nbs/04_metrics.ipynb #844500fb
+@torch.no_grad()
+def coalition_pred_matrix(model, batch, out=None, brute_force: bool = False, zero=None) -> torch.Tensor:
+    "Fused predictions (2^n, B) of every coalition (absent modalities zeroed at the input), row k for `coalitions`[k]."
     mods = model.modalities
     if brute_force or not getattr(model, 'separable', True):
-        return {S: model(batch, drop=tuple(m for m in mods if m not in S)).logits.argmax(1) for S in coalitions(mods)}
+        return torch.stack([model(batch, drop=tuple(m for m in mods if m not in S)).logits.argmax(1) for S in coalitions(mods)])
     out = out if out is not None else model(batch)
-    zero, B = (zero if zero is not None else model.zero_features(batch)), len(batch['label'])
-    refuse = lambda S: model.fuse({m: out.features[m] if m in S else zero[m].expand(B, -1) for m in mods}).logits.argmax(1)
-    subsets = coalitions(mods)
-    if not (additive_fusion(model) and out.unimodal is not None):
-        return {S: out.logits.argmax(1) if len(S) == len(mods) else refuse(S) for S in subsets}
-    z0 = model.fuse(zero).unimodal
-    real = torch.stack([out.unimodal[m] for m in mods])                           # (n, B, C)
-    absent = torch.stack([z0[m].expand_as(out.unimodal[m]) for m in mods])        # (n, B, C)
-    mask = torch.tensor([[m in S for m in mods] for S in subsets], dtype=real.dtype, device=real.device)
-    logits = torch.einsum('kn,nbc->kbc', mask, real - absent) + absent.sum(0)    # (2^n, B, C)
-    preds = logits.argmax(2)
-    preds[-1] = out.logits.argmax(1)                                              # the full coalition: the forward pass
-    best = logits[:-1].gather(2, preds[:-1, :, None])                              # (2^n - 1, B, 1)
-    second = logits[:-1].scatter(2, preds[:-1, :, None], -math.inf).amax(2, keepdim=True)
-    ks, rows = (best - second <= 1e-5 * (1 + best.abs())).squeeze(2).nonzero(as_tuple=True)
-    if len(ks):   # near-ties: the fusion decides them, all in one call
-        feats = {m: torch.where(mask[ks, j, None] > 0, out.features[m][rows], zero[m].expand(len(ks), -1))
-                 for j, m in enumerate(mods)}
+    h0, z0 = zero if zero is not None else zero_input(model, batch)
+    B, mask = len(batch['label']), membership(len(mods)).to(out.logits)
+    if z0 is None or out.unimodal is None:      # not additive: re-fuse once per coalition
+        return torch.stack([out.logits.argmax(1) if len(S) == len(mods) else
+                            model.fuse({m: out.features[m] if m in S else h0[m].expand(B, -1) for m in mods}).logits.argmax(1)
+                            for S in coalitions(mods)])
+    real = torch.stack([out.unimodal[m].T for m in mods], 1)       # (C, n, B): block z_m(h_m) of every sample
+    absent = torch.cat([z0[m] for m in mods]).T[:, :, None]         # (C, n, 1): block z_m(h0_m)
+    logits = (mask @ (real - absent)).add_(absent.sum(1, keepdim=True))    # (C, 2^n, B): z(S) of every coalition
+    preds, clear = (t.view(-1, B) for t in clear_argmax(logits.view(len(logits), -1)))
+    preds[-1], clear[-1] = out.logits.argmax(1), True                # the full coalition: the forward pass
+    if not clear.all():                                              # near-ties: the fusion decides, all in one call
+        ks, rows = (~clear).nonzero(as_tuple=True)
+        present = mask[ks] > 0
+        feats = {m: torch.where(present[:, j, None], out.features[m][rows], h0[m]) for j, m in enumerate(mods)}
         preds[ks, rows] = model.fuse(feats).logits.argmax(1)
-    return dict(zip(subsets, preds))
+    return preds
+
+def coalition_predictions(model, batch, out=None, brute_force: bool = False, zero=None) -> dict[frozenset, torch.Tensor]:
+    "Fused predictions for every coalition of modalities (absent ones zeroed at the input), keyed by coalition."
+    return dict(zip(coalitions(model.modalities), coalition_pred_matrix(model, batch, out, brute_force, zero)))
 
 # %% ../nbs/04_metrics.ipynb #295e4a41
 def sample_shapley(model, batch, out=None, brute_force=False) -> dict[str, torch.Tensor]:
@@ -99,7 +147,7 @@ class MetricAccumulator:
     "Confusion matrices and coalition accuracies, accumulated batch by batch."
     def __init__(self, model, num_classes: int, shapley: bool = True, brute_force: bool = False):
         self.model, self.C, self.shapley, self.brute_force = model, num_classes, shapley, brute_force
-        self.cms, self.correct, self.n, self.zero = {}, {}, 0, None
+        self.cms, self.correct, self.n, self.zero = {}, 0, 0, None      # correct: (2^n,) counts, one per coalition
 
     def _add_cm(self, key, preds, y):
         cm = confusion_matrix(preds.cpu(), y.cpu(), self.C)
@@ -111,11 +159,11 @@ class MetricAccumulator:
         self._add_cm('fused', out.logits.argmax(1), y)
         for m, z in (out.unimodal or {}).items(): self._add_cm(m, z.argmax(1), y)
         if self.shapley:
-            # the zero-input features are one constant per modality while the model is fixed: compute them once
-            if self.zero is None and not self.brute_force and getattr(self.model, 'separable', True): self.zero = self.model.zero_features(batch)
-            preds = coalition_predictions(self.model, batch, out, self.brute_force, self.zero)
-            for S, c in zip(preds, torch.stack(list(preds.values())).eq(y).sum(1).tolist()):
-                self.correct[S] = self.correct.get(S, 0) + c
+            # the zero-input features are one constant per modality while the model is fixed: once per pass
+            if self.zero is None and not self.brute_force and getattr(self.model, 'separable', True):
+                self.zero = zero_input(self.model, batch)
+            preds = coalition_pred_matrix(self.model, batch, out, self.brute_force, self.zero)
+            self.correct = self.correct + preds.eq(y).sum(1)
 
     def result(self) -> dict:
         "acc, f1, acc_<m>, f1_<m>, shapley_<m>, imbalance."
@@ -123,7 +171,7 @@ class MetricAccumulator:
         for m in self.model.modalities:
             if m in self.cms: r[f'acc_{m}'], r[f'f1_{m}'] = accuracy(self.cms[m]), macro_f1(self.cms[m])
         if self.shapley and self.n:
-            phi = exact_shapley({S: c / self.n for S, c in self.correct.items()}, self.model.modalities)
+            phi = shapley_from_vector(self.correct.cpu().double() / self.n, self.model.modalities)   # v(S): accuracies
             r |= {f'shapley_{m}': p for m, p in phi.items()}
             r['imbalance'] = imbalance_degree(phi)
         return r

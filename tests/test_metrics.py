@@ -3,7 +3,8 @@ import pytest, torch
 from sklearn.metrics import accuracy_score, f1_score
 from balance_nb.core import set_seed
 from balance_nb.metrics import (confusion_matrix, accuracy, macro_f1, coalition_predictions, additive_fusion, evaluate,
-                                exact_shapley, imbalance_degree)
+                                exact_shapley, imbalance_degree, coalitions, shapley_from_vector, shapley_tables, membership, clear_argmax,
+                                coalition_pred_matrix, zero_input, MetricAccumulator)
 
 @pytest.mark.parametrize('seed', range(5))
 def test_accuracy_and_macro_f1_match_sklearn(seed):
@@ -28,6 +29,55 @@ def test_shapley_efficiency_and_degree():
     assert phi['a'] > phi['b'] > phi['c']
     assert 0 < imbalance_degree(phi) < 1
 
+def test_vectorised_shapley_equals_the_formula():
+    "shapley_from_vector on a hand-made 3-player table: term by term, and bit for bit exact_shapley's, up to 6 players."
+    v = {frozenset(): .1, frozenset('a'): .7, frozenset('b'): .4, frozenset('c'): .2,
+         frozenset('ab'): .8, frozenset('ac'): .75, frozenset('bc'): .5, frozenset('abc'): .9}
+    phi = shapley_from_vector(torch.tensor([v[S] for S in coalitions('abc')], dtype=torch.float64), 'abc')
+    assert phi['a'] == pytest.approx((.7 - .1) / 3 + (.8 - .4) / 6 + (.75 - .2) / 6 + (.9 - .5) / 3, abs=1e-12)
+    assert phi['b'] == pytest.approx((.4 - .1) / 3 + (.8 - .7) / 6 + (.5 - .2) / 6 + (.9 - .75) / 3, abs=1e-12)
+    assert phi['c'] == pytest.approx((.2 - .1) / 3 + (.75 - .7) / 6 + (.5 - .4) / 6 + (.9 - .8) / 3, abs=1e-12)
+    assert phi == exact_shapley(v, 'abc')
+    g = torch.Generator().manual_seed(0)
+    for n in range(1, 7):
+        players = 'abcdef'[:n]
+        vals = torch.randint(0, 1000, (2 ** n,), generator=g).double() / 997     # accuracies: counts over a size
+        assert shapley_from_vector(vals, players) == exact_shapley(dict(zip(coalitions(players), vals.tolist())), players)
+        assert shapley_tables(n)[2].sum(1).tolist() == pytest.approx([1.0] * n)
+
+def test_membership_rows_follow_coalitions():
+    for n in (1, 3, 6):
+        rows = [frozenset(torch.nonzero(r).flatten().tolist()) for r in membership(n)]
+        assert rows == coalitions(range(n))
+
+def test_clear_argmax_flags_exact_and_near_ties():
+    g = torch.Generator().manual_seed(1)
+    z = torch.randn(5, 20000, generator=g).mul(4).round(decimals=3)
+    z[:, 0] = torch.tensor([1., 1., 0., 0., 0.])          # an exact tie
+    z[:, 1] = torch.tensor([2., 2 + 1e-6, 0., 0., 0.])     # a near-tie
+    z[:, 2] = torch.tensor([0., float('nan'), 0., 0., 0.]) # a NaN column is never clear
+    preds, clear = clear_argmax(z)
+    top2 = z[:, 3:].topk(2, dim=0).values
+    assert not clear[:3].any()
+    assert torch.equal(clear[3:], top2[0] - top2[1] > 1e-5 * (1 + top2[0].abs()))
+    assert torch.equal(preds[3:][clear[3:]], z[:, 3:].argmax(0)[clear[3:]])
+
+def test_accumulator_counts_match_per_batch_coalitions():
+    "The (2^n,) correct counts of the accumulator are the sums over batches of each coalition's correct predictions."
+    from balance_nb.data import MFeat, make_loader
+    from balance_nb.models import build_model
+    set_seed(0)
+    ds = MFeat('valid', views='pix,fou,mor')
+    model = build_model(ds).eval()
+    acc, expected = MetricAccumulator(model, ds.num_classes), torch.zeros(8, dtype=torch.long)
+    for b in make_loader(ds, 64):
+        acc.update(b, model(b))
+        expected += torch.stack([(p == b['label']).sum() for p in coalition_predictions(model, b, brute_force=True).values()])
+    assert torch.equal(acc.correct, expected) and acc.n == len(ds)
+    direct = exact_shapley({S: c / len(ds) for S, c in zip(coalitions(model.modalities), expected.tolist())}, model.modalities)
+    r = acc.result()
+    for m in model.modalities: assert r[f'shapley_{m}'] == direct[m]                  # equal, not just close
+
 @pytest.mark.parametrize('views', ['pix,mor', 'pix,fou,mor', 'fou,fac,kar,pix,zer,mor'])
 @pytest.mark.parametrize('fusion', ['concat', 'sum'])
 def test_block_shapley_equals_brute_force(views, fusion):
@@ -42,6 +92,7 @@ def test_block_shapley_equals_brute_force(views, fusion):
     fast, brute = coalition_predictions(model, batch), coalition_predictions(model, batch, brute_force=True)
     assert fast.keys() == brute.keys() and len(fast) == 2 ** len(ds.modalities)
     for S in brute: assert torch.equal(fast[S], brute[S]), S
+    assert torch.equal(coalition_pred_matrix(model, batch), torch.stack(list(brute.values())))
     assert evaluate(model, make_loader(ds, 64)) == evaluate(model, make_loader(ds, 64), brute_force=True)
 
 def test_non_additive_fusion_takes_the_refusion_path():
