@@ -27,12 +27,12 @@ __all__ = ['CATEGORIES', 'DATASET_MODULES', 'PLUGIN_GROUP', 'BALANCEMM_MODELS', 
            'METHOD_FLAGS', 'FLAG_TO_HPARAM', 'DATASET_FLAGS', 'FLAG_TO_KNOB', 'SUBCOMMANDS', 'method_modules',
            'dataset_modules', 'load_plugins', 'load_datasets', 'load_methods', 'methods_by_category', 'method_aliases',
            'ConfigError', 'CLIError', 'balancemm_model', 'RunConfig', 'package_code', 'code_version', 'declared_types',
-           'coerce', 'check_range', 'method_hparam_types', 'dataset_knob_types', 'typed_config', 'same_numbers',
-           'thin_steps', 'ResultStore', 'repository_root', 'course_store', 'use_installed_data', 'RunResult',
-           'make_method', 'run_dir_for', 'recorded_environment', 'RunFilesCB', 'TensorBoardCB', 'run', 'probe_metrics',
-           'final_metrics', 'teacher_run', 'unimodal_references', 'add_gaps', 'course_run', 'results_table',
-           'format_summary', 'restored_learner', 'evaluate_run', 'build_parser', 'cli_device', 'config_from_args',
-           'main', 'eval_main', 'store_main']
+           'coerce', 'check_range', 'canonical_hparams', 'method_hparam_types', 'dataset_knob_types', 'typed_config',
+           'same_numbers', 'thin_steps', 'ResultStore', 'repository_root', 'course_store', 'use_installed_data',
+           'RunResult', 'make_method', 'run_dir_for', 'recorded_environment', 'RunFilesCB', 'TensorBoardCB', 'run',
+           'probe_metrics', 'final_metrics', 'teacher_run', 'unimodal_references', 'add_gaps', 'course_run',
+           'results_table', 'format_summary', 'restored_learner', 'evaluate_run', 'build_parser', 'cli_device',
+           'config_from_args', 'main', 'eval_main', 'store_main']
 
 # %% ../nbs/06_experiment.ipynb #2f8ca166
 CATEGORIES = ('baseline', 'data', 'feed-forward', 'objective', 'optimization')
@@ -256,6 +256,11 @@ def check_range(name: str, value, where: str):
     if name in UNIT_INTERVAL and not 0 <= value <= 1: raise ConfigError(f"{where}={value!r}: must be in [0, 1].")
 
 # %% ../nbs/06_experiment.ipynb #b697a851
+def canonical_hparams(cls, hparams: dict) -> dict:
+    "`hparams` with BalanceMM's names (`--method`, a YAML `method:`) renamed to the class's own (its `hparam_aliases`)."
+    aliases = getattr(cls, 'hparam_aliases', {})
+    return {aliases.get(k, k): v for k, v in hparams.items()}
+
 def method_hparam_types(cls) -> dict[str, tuple[tuple, bool]]:
     "Hyper-parameter → (types, None allowed) of a `BalancingMethod` class."
     ann = {}
@@ -281,7 +286,8 @@ def typed_config(c) -> 'RunConfig':
     c = dataclasses.replace(c, **vals)
     if c.trainer in METHODS:
         types, name = method_hparam_types(METHODS[c.trainer]), METHODS.resolve(c.trainer)
-        hp = {k: coerce(v, *types[k], where=f"{name} hyper-parameter {k}") if k in types else v for k, v in c.hparams.items()}
+        hp = canonical_hparams(METHODS[c.trainer], c.hparams)
+        hp = {k: coerce(v, *types[k], where=f"{name} hyper-parameter {k}") if k in types else v for k, v in hp.items()}
         for k, v in hp.items(): check_range(k, v, f"{name} hyper-parameter {k}")
         c.hparams = hp
     if c.dataset in DATASETS:
@@ -455,7 +461,7 @@ class RunResult:
 def make_method(trainer: str, hparams: dict, epochs: int | None = None) -> BalancingMethod:
     "The callback of method `trainer` with `hparams` (+ its `short_schedule` for runs under 30 epochs)."
     cls = load_methods()[trainer]
-    valid = cls.hyperparameters()
+    valid, hparams = cls.hyperparameters(), canonical_hparams(cls, hparams)
     bad = [k for k in hparams if k not in valid]
     if bad:
         raise ValueError(f"{METHODS.resolve(trainer)} has no hyper-parameter(s) {bad}. "
