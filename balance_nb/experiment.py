@@ -554,8 +554,9 @@ def run(config: RunConfig | None = None, cbs=(), store: ResultStore | str | None
     if live_default() if live is None else live: std.append(LivePlotCB(f"{c.trainer} on {c.dataset} (seed {c.seed})", quiet=False))
     best = BestStateCB()                             # the best-validation weights: RunResult.best_state, and the store's
     std.append(best)
-    learn = Learner(model, make_loader(splits['train'], c.batch_size, shuffle=True, seed=c.seed),
-                    make_loader(splits['valid'], 256), cbs=[method, *std, *cbs], lr=c.lr, weight_decay=c.weight_decay,
+    pin = device.type == 'cuda'                      # page-locked batches copy to the GPU faster (and asynchronously)
+    learn = Learner(model, make_loader(splits['train'], c.batch_size, shuffle=True, seed=c.seed, pin_memory=pin),
+                    make_loader(splits['valid'], 256, pin_memory=pin), cbs=[method, *std, *cbs], lr=c.lr, weight_decay=c.weight_decay,
                     step_size=c.step_size, gamma=c.gamma, device=device, progress=progress)
     learn.config, learn.datasets, learn.store = c, splits, store
     learn.teacher_run = lambda m, checkpoint='best': teacher_run(c, m, checkpoint, store)    # the service UMT uses
