@@ -104,8 +104,8 @@ the workers; later epochs reuse them (persistent workers). Made by `python bench
 **Reading the table:** the loop only loads, it trains nothing. With 0 workers the main process decodes; with N
 workers it waits while they decode, so the gain is bounded by the cores the workers find free, and the copy of
 each batch from a worker to the main process costs a little. During training the main process is busy with the
-model, and the workers' decoding overlaps with it: that overlap, not this table, is where one worker pays off
-even on two cores.
+model, and the workers' decoding can overlap with it; this script does not measure that overlap (it would need a
+model step per batch), so on few, shared cores read it as the cost of the workers, not their benefit.
 
 **Load:** this machine's CPUs are shared with other jobs (other agents were working on it during the run), so
 the figures are noisy and lower than on an idle machine. Load average (1, 5, 15 min) before the timing:
