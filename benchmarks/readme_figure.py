@@ -1,4 +1,4 @@
-"""Draw the README's "imbalance being fixed" figure from the course runs (baseline vs Modality-valuation `Sample`).
+"""Draw the README's "imbalance being fixed" figure from the course runs (baseline vs `ModalityValuation`).
 
     python benchmarks/readme_figure.py          # writes docs/images/imbalance_fixed_avdigits.png
 
@@ -14,7 +14,7 @@ from balance_nb.analysis import compare_runs
 ROOT = Path(__file__).resolve().parents[1]
 
 def main():
-    runs = {'baseline': course_run('baseline'), 'Sample (Modality-valuation)': course_run('Sample')}
+    runs = {'baseline': course_run('baseline'), 'ModalityValuation': course_run('ModalityValuation')}
     fig = compare_runs(runs, title='AV-Digits, 4 epochs, seed 0: the plain baseline (top) and a balancing method (bottom)')
     out = ROOT/'docs'/'images'/'imbalance_fixed_avdigits.png'
     fig.savefig(out, dpi=80)

@@ -21,8 +21,8 @@ from balance_nb.experiment import run, load_methods
 import balance_nb.benchmark_data as bd
 
 load_methods()
-# the paper's 17 methods (Modality-valuation is registered as `Sample`) and the baseline
-PAPER_METHODS = ('Sample', 'MLA', 'OPM', 'Greedy', 'AMCo', 'MMCosine', 'UMT', 'MBSD', 'CML', 'MMPareto', 'GBlending',
+# the paper's 17 methods (Modality-valuation is registered as `ModalityValuation`, alias `Sample`) and the baseline
+PAPER_METHODS = ('ModalityValuation', 'MLA', 'OPM', 'Greedy', 'AMCo', 'MMCosine', 'UMT', 'MBSD', 'CML', 'MMPareto', 'GBlending',
                  'LFM', 'OGM', 'AGM', 'PMR', 'ReLearning', 'ReconBoost')
 TRAINERS = ['baseline', *PAPER_METHODS]
 

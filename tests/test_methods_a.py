@@ -1,4 +1,4 @@
-"Data and feed-forward methods (Sample/ModalityValuation, MLA, OPM, Greedy, AMCo) train from the CLI, one epoch each;\nGreedy on frame stacks (fabricated CREMA-D) and its refusal of three modalities."
+"Data and feed-forward methods (ModalityValuation/Sample, MLA, OPM, Greedy, AMCo) train from the CLI, one epoch each;\nGreedy on frame stacks (fabricated CREMA-D) and its refusal of three modalities."
 import json, os, subprocess, sys
 from pathlib import Path
 import pandas as pd
@@ -21,8 +21,8 @@ def train(tmp_path, trainer, *extra, dataset='AVDigits', min_acc=0.1):
 
 # what each method publishes (the column must be in the run's history) and its extra CLI flags
 AV_CASES = {
-    'Sample': (('--modulation_starts', '0'), 'epochs', 'added_copies'),
-    'ModalityValuation': ((), 'epochs', None),      # the alias; 1 epoch = warm-up only (Sample-level is tested in nbs/10)
+    'ModalityValuation': (('--modulation_starts', '0'), 'epochs', 'added_copies'),
+    'Sample': ((), 'epochs', None),      # BalanceMM's name (an alias); 1 epoch = warm-up only (Sample-level is tested in nbs/10)
     'MLA': ((), 'epochs', 'gate_weight_visual'),
     'OPM': (('--p_exe', '0.7'), 'steps', 'drop_prob_audio'),
     'Greedy': (('--window_size', '5'), 'steps', 'curating_visual'),
@@ -35,7 +35,7 @@ def test_trains_on_avdigits(tmp_path, trainer):
     _, epochs, steps = train(tmp_path, trainer, *extra)
     df = epochs if table == 'epochs' else steps
     assert column is None or (column in df.columns and df[column].notna().any())
-    if trainer == 'Sample': assert epochs.added_copies[0] > 0       # audio dominates: copies from the first epoch
+    if trainer == 'ModalityValuation': assert epochs.added_copies[0] > 0       # audio dominates: copies from the first epoch
 
 @pytest.mark.parametrize('trainer', ['MLA', 'OPM', 'AMCo'])
 def test_three_views(tmp_path, trainer):

@@ -35,9 +35,9 @@ def test_trains_on_avdigits(tmp_path, trainer, flags, published):
 MF3 = ('--dataset', 'MFeat', '--views', 'pix,fou,mor', '--epochs', '1', '--no-reference')
 
 # every optimization method and Modality-valuation runs on three modalities (the paper reports CMU-MOSEI numbers for
-# all of them; OGM, PMR and Sample follow BalanceMM's three-modality code paths)
+# all of them; OGM, PMR and ModalityValuation follow BalanceMM's three-modality code paths)
 @pytest.mark.parametrize('trainer,published', [('AGM', 'coef_mor'), ('ReLearning', None), ('ReconBoost', 'boost_loss_mor'),
-                                               ('OGM', 'ratio_mor'), ('PMR', 'proto_score_mor'), ('Sample', None)])
+                                               ('OGM', 'ratio_mor'), ('PMR', 'proto_score_mor'), ('ModalityValuation', None)])
 def test_three_modality_methods_train_on_mfeat(tmp_path, trainer, published):
     r = cli('--trainer', trainer, *MF3, '--out', str(tmp_path))
     assert r.returncode == 0, r.stderr[-3000:]

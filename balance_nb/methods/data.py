@@ -13,8 +13,8 @@ from ..data import make_loader
 from ..metrics import sample_shapley
 
 # %% auto #0
-__all__ = ['sample_copy_counts', 'modality_gaps', 'gap_difference', 'zero_sets', 'orig_sample_contributions', 'ResampledDataset',
-           'Sample']
+__all__ = ['Sample', 'sample_copy_counts', 'modality_gaps', 'gap_difference', 'zero_sets', 'orig_sample_contributions',
+           'ResampledDataset', 'ModalityValuation']
 
 # %% ../../nbs/10_data_methods.ipynb #409a9ee2
 def sample_copy_counts(phi: torch.Tensor) -> torch.Tensor:
@@ -83,24 +83,24 @@ class ResampledDataset(torch.utils.data.Dataset):
         return {k: v[0] for k, v in b.items()} if single else b
 
 # %% ../../nbs/10_data_methods.ipynb #465158a0
-@register_method('ModalityValuation', category='data', alias_of='Sample')
-@register_method('Sample', category='data')
-class Sample(BalancingMethod):
+@register_method('Sample', category='data', alias_of='ModalityValuation')
+@register_method('ModalityValuation', category='data')
+class ModalityValuation(BalancingMethod):
     "Modality-valuation: per-sample Shapley contributions every epoch, then resample the training set toward the weak modality."
     max_modalities = 3      # two in the paper's method table; three as BalanceMM's CMU-MOSEI branch
     def __init__(self, method: str = 'Modality-level', part_ratio: float = 0.2, alpha: float = 0.5,
                  variant: str = 'code', modulation_starts: int = 1, modulation_ends: int = 80):
         super().__init__(modulation_starts, modulation_ends)
         if method not in ('Modality-level', 'Sample-level'):
-            raise ValueError(f"Sample: unknown method {method!r}. Valid: Modality-level, Sample-level.")
-        if variant not in ('code', 'orig'): raise ValueError(f"Sample: unknown variant {variant!r}. Valid: code, orig.")
-        if not 0 < part_ratio <= 1: raise ValueError(f"Sample: part_ratio must be in (0, 1], got {part_ratio}.")
+            raise ValueError(f"ModalityValuation: unknown method {method!r}. Valid: Modality-level, Sample-level.")
+        if variant not in ('code', 'orig'): raise ValueError(f"ModalityValuation: unknown variant {variant!r}. Valid: code, orig.")
+        if not 0 < part_ratio <= 1: raise ValueError(f"ModalityValuation: part_ratio must be in (0, 1], got {part_ratio}.")
         self.method, self.part_ratio, self.alpha, self.variant = method, part_ratio, alpha, variant
 
     def before_fit(self):
         super().before_fit()
         if self.variant == 'orig' and len(self.learn.model.modalities) != 2:
-            raise MethodConfigError("Sample variant='orig' (the authors' code) is defined for 2 modalities; "
+            raise MethodConfigError("ModalityValuation variant='orig' (the authors' code) is defined for 2 modalities; "
                                     "use variant='code' (BalanceMM's rules) for three.")
         self.orig_dl = self.learn.train_dl
 
@@ -149,3 +149,5 @@ class Sample(BalancingMethod):
                   **{f'added_copies_{m}': sum(m not in z for z in zero) for m in mods})
 
     def after_fit(self): self.learn.train_dl = self.orig_dl
+
+Sample = ModalityValuation      # BalanceMM's trainer name, kept importable
