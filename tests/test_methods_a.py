@@ -75,3 +75,21 @@ def test_mla_owns_the_step_and_trains_as_before():
     assert learn.step_owner is mla and mla.n_steps == 2 * len(MLA_LOSSES)    # one optimizer step per modality
     assert learn.history.steps.loss.tolist() == pytest.approx(MLA_LOSSES, rel=1e-4)
     assert learn.history.epochs.valid_loss[0] == pytest.approx(2.046281, rel=1e-4)
+
+@pytest.mark.parametrize('argv,name,value', [
+    (['--trainer', 'OGM', '--method', 'OGM'], 'variant', 'OGM'),
+    (['--trainer', 'Sample', '--method', 'Sample-level'], 'level', 'Sample-level'),
+    (['--trainer', 'ModalityValuation', '--method', 'Sample-level'], 'level', 'Sample-level'),
+    (['--trainer', 'GBlending', '--method', 'offline'], 'schedule', 'offline'),
+    (['--trainer', 'OGM', '--hp', 'variant=OGM'], 'variant', 'OGM')])
+def test_balancemm_method_flag_reaches_the_renamed_hyperparameter(argv, name, value, tmp_path):
+    "BalanceMM's `--method` (and a YAML `method:`) reaches the argument each class names for what it chooses."
+    from balance_nb.experiment import build_parser, config_from_args, make_method, RunConfig
+    c = config_from_args(build_parser().parse_args(argv)).resolved()
+    assert c.hparams == {name: value}
+    cb = make_method(c.trainer, c.hparams)
+    assert getattr(cb, name) == value and not hasattr(cb, 'method')
+    yml = tmp_path/'c.yaml'; yml.write_text(f"trainer: {argv[1]}\nhparams: {{method: {value}}}\n")
+    if argv[2] == '--method':
+        assert config_from_args(build_parser().parse_args(['--config', str(yml)])).resolved().hparams == {name: value}
+        assert getattr(make_method(argv[1], {'method': value}), name) == value

@@ -74,7 +74,7 @@ def test_relearning_short_run_reinitialises(tmp_path):
 
 def test_bad_option_names_valid_values(tmp_path):
     r = cli('--trainer', 'OGM', '--method', 'OGM-GE', '--epochs', '1', '--no-reference', '--out', str(tmp_path))
-    assert r.returncode == 2 and 'OGM_GE, OGM' in r.stderr
+    assert r.returncode == 2 and 'OGM variant=' in r.stderr and 'OGM_GE, OGM' in r.stderr
     r = cli('--trainer', 'AGM', '--hp', 'sign=paper', '--epochs', '1', '--no-reference', '--out', str(tmp_path))
     assert r.returncode == 2 and 'balancemm, original' in r.stderr
 

@@ -88,14 +88,15 @@ class ResampledDataset(torch.utils.data.Dataset):
 class ModalityValuation(BalancingMethod):
     "Modality-valuation: per-sample Shapley contributions every epoch, then resample the training set toward the weak modality."
     max_modalities = 3      # two in the paper's method table; three as BalanceMM's CMU-MOSEI branch
-    def __init__(self, method: str = 'Modality-level', part_ratio: float = 0.2, alpha: float = 0.5,
+    hparam_aliases = {'method': 'level'}       # BalanceMM's --method Modality-level|Sample-level
+    def __init__(self, level: str = 'Modality-level', part_ratio: float = 0.2, alpha: float = 0.5,
                  variant: str = 'code', modulation_starts: int = 1, modulation_ends: int = 80):
         super().__init__(modulation_starts, modulation_ends)
-        if method not in ('Modality-level', 'Sample-level'):
-            raise ValueError(f"ModalityValuation: unknown method {method!r}. Valid: Modality-level, Sample-level.")
+        if level not in ('Modality-level', 'Sample-level'):
+            raise ValueError(f"ModalityValuation: unknown level {level!r}. Valid: Modality-level, Sample-level.")
         if variant not in ('code', 'orig'): raise ValueError(f"ModalityValuation: unknown variant {variant!r}. Valid: code, orig.")
         if not 0 < part_ratio <= 1: raise ValueError(f"ModalityValuation: part_ratio must be in (0, 1], got {part_ratio}.")
-        self.method, self.part_ratio, self.alpha, self.variant = method, part_ratio, alpha, variant
+        self.level, self.part_ratio, self.alpha, self.variant = level, part_ratio, alpha, variant
 
     def before_fit(self):
         super().before_fit()
@@ -122,7 +123,7 @@ class ModalityValuation(BalancingMethod):
         "The extra entries (indices, modalities to zero) for contributions `phi`."
         mods, N = list(phi), len(next(iter(phi.values())))
         idx, zero = [], []
-        if self.method == 'Sample-level':
+        if self.level == 'Sample-level':
             for m in mods:
                 k = sample_copy_counts(phi[m])
                 rep = torch.arange(N).repeat_interleave(k)

@@ -328,11 +328,12 @@ class GBlending(BalancingMethod):
     "Weighted fused + unimodal CE, weights from OGR estimates on temporary copies; publishes `gb_weight_<k>`."
     max_modalities, needs_unimodal = 3, True
     short_schedule = {'super_epoch': 2}
-    def __init__(self, method: str = 'online', super_epoch: int = 10, **kw):
+    hparam_aliases = {'method': 'schedule'}     # BalanceMM's --method online|offline
+    def __init__(self, schedule: str = 'online', super_epoch: int = 10, **kw):
         super().__init__(**kw)
-        if method not in ('online', 'offline'): raise ValueError(f"GBlending method must be 'online' or 'offline', got {method!r}.")
+        if schedule not in ('online', 'offline'): raise ValueError(f"GBlending schedule must be 'online' or 'offline', got {schedule!r}.")
         if super_epoch < 2: raise ValueError(f"GBlending compares the first and last epoch of each temporary run: super_epoch must be ≥ 2 (got {super_epoch}).")
-        self.method, self.super_epoch, self.weights = method, super_epoch, None
+        self.schedule, self.super_epoch, self.weights = schedule, super_epoch, None
 
     def before_fit(self):
         super().before_fit()
@@ -355,7 +356,7 @@ class GBlending(BalancingMethod):
 
     def before_epoch(self):
         e = self.learn.epoch
-        if self.method == 'offline': due, length = self.weights is None, max(2, self.learn.n_epochs)
+        if self.schedule == 'offline': due, length = self.weights is None, max(2, self.learn.n_epochs)
         else: due, length = e % self.super_epoch == 0 or self.weights is None, self.super_epoch
         if due:
             self.weights = self.estimate(length)     # (the temporary runs share the loaders; the epoch's own

@@ -62,13 +62,14 @@ class OGM(BalancingMethod):
     "On-the-fly gradient modulation: scale down (and, for OGM-GE, add noise to) the dominant modality's encoder gradients."
     max_modalities, needs_unimodal = 3, True
     short_schedule = {'modulation_starts': 2}
-    METHODS = ('OGM_GE', 'OGM')
-    def __init__(self, alpha: float = 0.3, method: str = 'OGM_GE', which: str = 'weights',
+    VARIANTS = ('OGM_GE', 'OGM')
+    hparam_aliases = {'method': 'variant'}      # BalanceMM's --method OGM_GE|OGM
+    def __init__(self, alpha: float = 0.3, variant: str = 'OGM_GE', which: str = 'weights',
                  modulation_starts: int = 10, modulation_ends: int = 80):
         super().__init__(modulation_starts, modulation_ends)
-        if method not in self.METHODS: raise ValueError(f"OGM method={method!r}: choose one of {', '.join(self.METHODS)}.")
+        if variant not in self.VARIANTS: raise ValueError(f"OGM variant={variant!r}: choose one of {', '.join(self.VARIANTS)}.")
         if which not in MODULATED: raise ValueError(f"OGM which={which!r}: choose one of {', '.join(MODULATED)}.")
-        self.alpha, self.method, self.which, self.coef = alpha, method, which, None
+        self.alpha, self.variant, self.which, self.coef = alpha, variant, which, None
 
     def after_forward(self):
         ratio, coef = ogm_coefficients(ogm_scores(self.learn.out.unimodal, self.learn.batch['label']), self.alpha)
@@ -83,7 +84,7 @@ class OGM(BalancingMethod):
                 if p.grad is None: continue
                 g = p.grad
                 new = g * k
-                if self.method == 'OGM_GE':    # noise with the std of the *unscaled* gradient, on every modality
+                if self.variant == 'OGM_GE':    # noise with the std of the *unscaled* gradient, on every modality
                     new = new + torch.randn_like(g) * ((g.std() if g.numel() > 1 else 0.) + 1e-8)
                 p.grad = new
 
