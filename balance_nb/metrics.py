@@ -98,6 +98,7 @@ def _count_and_index(C: int, dtype, device) -> torch.Tensor:
 
 def clear_argmax(logits: torch.Tensor, rtol: float = 1e-5) -> tuple[torch.Tensor, torch.Tensor]:
     "Best class of each column of `logits` (C, N), and whether it is clear: no other class within rtol·(1+|best|)."
+    if logits.dtype.itemsize < 4: logits = logits.float()     # half precision: count in float32 (exact class indices)
     best = logits.amax(0)
     # 1 for a class at or above best − tolerance, 0 below (sign gives −1, 0 or 1; a NaN column is never clear)
     near = (logits - best.abs().add_(1).mul_(-rtol).add_(best)).sign_().add_(1).clamp_(max=1)
@@ -111,6 +112,9 @@ def coalition_pred_matrix(model, batch, out=None, brute_force: bool = False, zer
     mods = model.modalities
     if brute_force or not getattr(model, 'separable', True):
         return torch.stack([model(batch, drop=tuple(m for m in mods if m not in S)).logits.argmax(1) for S in coalitions(mods)])
+    if zero is not None and not (isinstance(zero, tuple) and len(zero) == 2):
+        raise TypeError(f"zero= takes what zero_input(model, batch) returns (features, blocks), not a {type(zero).__name__}. "
+                        "Pass zero=zero_input(model, batch), or leave it out.")
     out = out if out is not None else model(batch)
     h0, z0 = zero if zero is not None else zero_input(model, batch)
     B, mask = len(batch['label']), membership(len(mods)).to(out.logits)

@@ -61,6 +61,19 @@ def test_clear_argmax_flags_exact_and_near_ties():
     assert not clear[:3].any()
     assert torch.equal(clear[3:], top2[0] - top2[1] > 1e-5 * (1 + top2[0].abs()))
     assert torch.equal(preds[3:][clear[3:]], z[:, 3:].argmax(0)[clear[3:]])
+    many = torch.randn(300, 2000, generator=g).bfloat16()            # half precision, 300 classes: indices above 256
+    preds, clear = clear_argmax(many)
+    assert clear.float().mean() > 0.5 and torch.equal(preds[clear], many.float().argmax(0)[clear])
+
+def test_zero_takes_what_zero_input_returns():
+    from balance_nb.data import MFeat
+    from balance_nb.models import build_model
+    ds = MFeat('valid', views='pix,mor')
+    model, batch = build_model(ds).eval(), ds[list(range(32))]
+    z = zero_input(model, batch)
+    assert torch.equal(coalition_pred_matrix(model, batch, zero=z), coalition_pred_matrix(model, batch))
+    with pytest.raises(TypeError, match=r'zero=zero_input\(model, batch\)'):
+        coalition_pred_matrix(model, batch, zero=z[0])
 
 def test_accumulator_counts_match_per_batch_coalitions():
     "The (2^n,) correct counts of the accumulator are the sums over batches of each coalition's correct predictions."
