@@ -5,23 +5,27 @@
 # %% ../nbs/03_learner.ipynb #e68c21f4
 from __future__ import annotations
 import copy, math, os, random, time, inspect
+from contextlib import suppress
 from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from fastcore.basics import patch
 from tqdm.auto import tqdm
 from .core import *
 from .models import MMOutput
 
 # %% auto #0
-__all__ = ['EVENTS', 'CancelBatch', 'CancelEpoch', 'CancelFit', 'NonFiniteLossError', 'MethodConfigError', 'StepConflictError',
-           'Callback', 'checkpoint_keys', 'History', 'Learner', 'CheckpointCB', 'BalancingMethod', 'register_method',
-           'Baseline', 'Unimodal', 'restrict_model', 'LinearProbe']
+__all__ = ['EVENTS', 'CancelBatch', 'CancelEpoch', 'CancelValidate', 'CancelFit', 'NonFiniteLossError', 'MethodConfigError',
+           'StepConflictError', 'Callback', 'TimingCB', 'NonFiniteLossCB', 'ProgressCB', 'History', 'checkpoint_keys',
+           'Learner', 'CheckpointCB', 'BalancingMethod', 'register_method', 'Baseline', 'Unimodal', 'restrict_model',
+           'LinearProbe']
 
-# %% ../nbs/03_learner.ipynb #e353d555
+# %% ../nbs/03_learner.ipynb #f2d73ed1
 class CancelBatch(Exception): "Skip the rest of this batch."
 class CancelEpoch(Exception): "Skip the rest of this epoch's training."
+class CancelValidate(Exception): "Skip the rest of this validation pass."
 class CancelFit(Exception): "Stop training."
 
 class NonFiniteLossError(RuntimeError): "The loss became NaN or infinite."
@@ -29,8 +33,9 @@ class MethodConfigError(ValueError): "A method cannot run with this model or dat
 class StepConflictError(MethodConfigError): "Two callbacks both replace the training step."
 
 EVENTS = ('before_fit', 'before_epoch', 'before_train', 'before_batch', 'after_forward', 'after_loss',
-          'after_backward', 'before_step', 'after_step', 'after_batch', 'after_train', 'before_validate',
-          'after_valid_batch', 'after_validate', 'after_epoch', 'after_fit')
+          'after_backward', 'before_step', 'after_step', 'after_batch', 'cleanup_batch', 'after_train', 'cleanup_train',
+          'before_validate', 'before_valid_batch', 'after_valid_batch', 'cleanup_valid_batch', 'after_validate',
+          'cleanup_validate', 'after_epoch', 'cleanup_epoch', 'after_fit', 'cleanup_fit')
 
 class Callback:
     "Base class: override any of `EVENTS`; `self.learn` is set by the Learner."
@@ -40,16 +45,47 @@ class Callback:
     @property
     def name(self) -> str: return type(self).__name__
 
-# %% ../nbs/03_learner.ipynb #a4d2e498
-def checkpoint_keys(cbs) -> dict:
-    "One checkpoint key per callback (in order): its name, and `name#k` for the k-th further callback of that name."
-    keys, seen = {}, {}
-    for cb in cbs:
-        k = seen[cb.name] = seen.get(cb.name, -1) + 1
-        keys[cb.name if k == 0 else f'{cb.name}#{k}'] = cb
-    return keys
+# %% ../nbs/03_learner.ipynb #326fda53
+class TimingCB(Callback):
+    "Log `step_seconds` for every training batch and `train_seconds` for every epoch's training."
+    order = -math.inf
+    def before_epoch(self): self.epoch_t0 = time.perf_counter()
+    def before_batch(self): self.step_t0 = time.perf_counter()
+    def cleanup_batch(self): self.learn.log(step_seconds=time.perf_counter() - self.step_t0)
+    def cleanup_train(self): self.learn.log(train_seconds=time.perf_counter() - self.epoch_t0)
 
-# %% ../nbs/03_learner.ipynb #f2d73ed1
+class NonFiniteLossCB(Callback):
+    "Raise `NonFiniteLossError` when the loss (after every method has changed it) is NaN or infinite."
+    order = math.inf
+    def after_loss(self):
+        learn = self.learn
+        if not torch.isfinite(learn.loss).all():
+            raise NonFiniteLossError(f"The loss became {learn.loss.item()} at epoch {learn.epoch}, step {learn.iter}. "
+                                     f"Training stopped; the last good checkpoint (if any) is kept. Try a lower --lr.")
+
+class ProgressCB(Callback):
+    "Progress bars over epochs and over each epoch's batches (when `learn.progress`), with the latest losses."
+    order = 100
+    def before_fit(self): self.fit_bar = self.bar = None
+    def before_epoch(self):
+        if self.learn.progress and self.fit_bar is None:
+            self.fit_bar = tqdm(total=self.learn.n_epochs, initial=self.learn.epoch, desc='fit')
+    def before_train(self):
+        if self.learn.progress: self.bar = tqdm(total=len(self.learn.train_dl), desc=f'epoch {self.learn.epoch}', leave=False)
+    def cleanup_batch(self):
+        if getattr(self, 'bar', None) is None or not self.learn.training: return
+        self.bar.update(1)
+        if self.learn.loss is not None: self.bar.set_postfix(loss=f'{self.learn.loss.item():.3f}', refresh=False)
+    def cleanup_train(self):
+        if getattr(self, 'bar', None) is not None: self.bar.close(); self.bar = None
+    def after_epoch(self):
+        if self.fit_bar is None: return
+        self.fit_bar.update(1)
+        self.fit_bar.set_postfix({k: f'{v:.3f}' for k, v in self.learn.epoch_row.items() if k in ('train_loss', 'acc')})
+    def cleanup_fit(self):
+        if getattr(self, 'fit_bar', None) is not None: self.fit_bar.close(); self.fit_bar = None
+
+# %% ../nbs/03_learner.ipynb #1dca6435
 class History:
     "Per-step and per-epoch records of everything logged during training."
     def __init__(self): self.step_rows, self.epoch_rows = [], []
@@ -61,7 +97,15 @@ class History:
     def load_state_dict(self, d): self.step_rows, self.epoch_rows = list(d['steps']), list(d['epochs'])
     def __repr__(self): return f"History({len(self.step_rows)} steps, {len(self.epoch_rows)} epochs)"
 
-# %% ../nbs/03_learner.ipynb #326fda53
+def checkpoint_keys(cbs) -> dict:
+    "One checkpoint key per callback (in order): its name, and `name#k` for the k-th further callback of that name."
+    keys, seen = {}, {}
+    for cb in cbs:
+        k = seen[cb.name] = seen.get(cb.name, -1) + 1
+        keys[cb.name if k == 0 else f'{cb.name}#{k}'] = cb
+    return keys
+
+# %% ../nbs/03_learner.ipynb #68eff2ad
 class Learner:
     "Trains a `MultimodalModel` on batch dicts; everything else is a Callback."
     def __init__(self, model, train_dl, valid_dl=None, cbs=(), lr: float = 1e-3, weight_decay: float = 0.01,
@@ -74,7 +118,7 @@ class Learner:
         self.cbs, self.history = [], History()
         self.epoch, self.iter, self.n_iter, self.training, self.in_batch = 0, 0, 0, False, False
         self.step_row, self.epoch_row = {}, {}     # the rows `log` fills now (this batch's, this epoch's)
-        self.add_cbs(cbs)
+        self.add_cbs([TimingCB(), NonFiniteLossCB(), ProgressCB(), *cbs])
 
     def add_cbs(self, cbs):
         for cb in cbs: cb.learn = self; self.cbs.append(cb)
@@ -89,168 +133,190 @@ class Learner:
     @property
     def modalities(self): return self.model.modalities
 
-    # ---- logging ---------------------------------------------------------------
-    def log(self, **scalars):
-        "Record numbers: into this step's row inside a training batch, else into this epoch's row."
-        vals = {k: (v.item() if torch.is_tensor(v) else float(v) if isinstance(v, (np.floating, np.integer)) else v)
-                for k, v in scalars.items()}
-        (self.step_row if self.in_batch else self.epoch_row).update(vals)
+# %% ../nbs/03_learner.ipynb #423a0043
+@patch
+def log(self: Learner, **scalars):
+    "Record numbers: into this step's row inside a training batch, else into this epoch's row."
+    vals = {k: (v.item() if torch.is_tensor(v) else float(v) if isinstance(v, (np.floating, np.integer)) else v)
+            for k, v in scalars.items()}
+    (self.step_row if self.in_batch else self.epoch_row).update(vals)
 
-    # ---- the pieces of a training step (a method may recombine them) -----------
-    def forward(self, batch=None, drop=()) -> MMOutput:
-        "Model output on `batch` (default: the current batch); fires `after_forward` for the current batch."
-        own = batch is None
-        out = self.model(self.batch if own else batch, drop=drop)
-        if own: self.out = out; self('after_forward')
-        return out
+# %% ../nbs/03_learner.ipynb #9ad0b01d
+@patch
+def run_stage(self: Learner, name: str, body, cancel=(), finish=None):
+    "before_<name> → body → after_<name>; `cancel` skips the rest; `finish`, then cleanup_<name>, however it ends."
+    try:
+        self(f'before_{name}'); body(); self(f'after_{name}')
+    except cancel: pass
+    finally:
+        if finish is not None: finish()
+        self(f'cleanup_{name}')
 
-    def compute_loss(self):
-        "`self.loss` = loss of the fused logits; fires `after_loss` (objective methods add terms there)."
-        self.loss = self.loss_func(self.out.logits, self.batch['label'])
-        self('after_loss')
-        if not torch.isfinite(self.loss).all():
-            raise NonFiniteLossError(f"The loss became {self.loss.item()} at epoch {self.epoch}, step {self.iter}. "
-                                     f"Training stopped; the last good checkpoint (if any) is kept. Try a lower --lr.")
-        return self.loss
+# %% ../nbs/03_learner.ipynb #4cd6d8e6
+@patch(as_prop=True)
+def step_owner(self: Learner) -> Callback | None:
+    "The callback that defines `train_step` (None: the default step). Two such callbacks are refused."
+    owners = [cb for cb in self.cbs if callable(getattr(cb, 'train_step', None))]
+    if len(owners) > 1:
+        raise StepConflictError(f"{' and '.join(cb.name for cb in owners)} each replace the training step (each defines "
+                                f"train_step), and a batch takes one step. Train them in separate runs, or write one "
+                                f"callback whose train_step does what both need.")
+    return owners[0] if owners else None
 
-    def backward(self, loss=None):
-        "Back-propagate (default: `self.loss`); fires `after_backward` (gradient-editing methods act there)."
-        (self.loss if loss is None else loss).backward()
-        self.n_backward += 1
-        self('after_backward')
+def _train_step(self) :
+    "The step every training batch runs: the step owner's `train_step`, else `default_train_step`."
+    owner = self.step_owner
+    return self.default_train_step if owner is None else owner.train_step
+def _refuse_train_step(self, fn):
+    raise AttributeError("learn.train_step cannot be assigned: give a callback a `train_step` method and add the "
+                         "callback to the Learner (03_learner, 'Replacing the step').")
+Learner.train_step = property(_train_step, _refuse_train_step, doc=_train_step.__doc__)
 
-    def step(self):
-        "Optimizer step between `before_step` and `after_step`, then zero the gradients."
-        self('before_step'); self.opt.step(); self('after_step'); self.opt.zero_grad()
+# %% ../nbs/03_learner.ipynb #e074de90
+@patch
+def create_opt(self: Learner):
+    "AdamW over the trainable parameters + StepLR."
+    params = [p for p in self.model.parameters() if p.requires_grad]
+    self.opt = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
+    self.sched = torch.optim.lr_scheduler.StepLR(self.opt, step_size=self.step_size, gamma=self.gamma)
 
-    def default_train_step(self):
-        "forward → loss → backward → step."
-        self.forward(); self.compute_loss(); self.backward(); self.step()
+# %% ../nbs/03_learner.ipynb #34a83a70
+@patch
+def _record_loss(self: Learner):
+    if getattr(self, 'loss', None) is not None and 'loss' not in self.step_row: self.step_row['loss'] = self.loss.item()
 
-    # ---- who owns the step -------------------------------------------------------
-    @property
-    def step_owner(self) -> Callback | None:
-        "The callback that defines `train_step` (None: the default step). Two such callbacks are refused."
-        owners = [cb for cb in self.cbs if callable(getattr(cb, 'train_step', None))]
-        if len(owners) > 1:
-            raise StepConflictError(f"{' and '.join(cb.name for cb in owners)} each replace the training step (each defines "
-                                    f"train_step), and a batch takes one step. Train them in separate runs, or write one "
-                                    f"callback whose train_step does what both need.")
-        return owners[0] if owners else None
+@patch
+def _record_train_loss(self: Learner):
+    steps = [r for r in self.history.step_rows if r['epoch'] == self.epoch and 'loss' in r]
+    self.epoch_row['train_loss'] = float(np.mean([r['loss'] for r in steps])) if steps else float('nan')
 
-    @property
-    def train_step(self):
-        "The step every training batch runs: the step owner's `train_step`, else `default_train_step`."
-        owner = self.step_owner
-        return self.default_train_step if owner is None else owner.train_step
-    @train_step.setter
-    def train_step(self, fn):
-        raise AttributeError("learn.train_step cannot be assigned: give a callback a `train_step` method and add the "
-                             "callback to the Learner (03_learner, 'Replacing the step').")
+# %% ../nbs/03_learner.ipynb #652bfb69
+@patch
+def one_batch(self: Learner, batch=None):
+    "Train on `batch` (default: the current one): before_batch → train_step → after_batch, recorded as one step row."
+    if batch is not None: self.batch, self.loss = to_device(batch, self.device), None
+    self.in_batch, self.step_row, self.n_backward = True, {'epoch': self.epoch, 'iter': self.n_iter}, 0
+    try: self.run_stage('batch', lambda: self.train_step(), CancelBatch, finish=self._record_loss)
+    finally: self.history.step_rows.append(self.step_row); self.in_batch = False; self.n_iter += 1
 
-    # ---- the loop --------------------------------------------------------------
-    def one_batch(self, batch=None):
-        "Train on `batch` (default: the current one): before_batch → train_step → after_batch, recorded as one step row."
-        if batch is not None: self.batch, self.loss = to_device(batch, self.device), None
-        self.in_batch, self.step_row = True, {'epoch': self.epoch, 'iter': self.n_iter}
-        self.n_backward, t0 = 0, time.perf_counter()
-        try:
-            self('before_batch'); self.train_step(); self('after_batch')
-        except CancelBatch: pass
-        finally:
-            if getattr(self, 'loss', None) is not None and 'loss' not in self.step_row: self.step_row['loss'] = self.loss.item()
-            self.step_row['step_seconds'] = time.perf_counter() - t0
-            self.history.step_rows.append(self.step_row); self.in_batch = False
-            self.n_iter += 1
+@patch
+def one_epoch(self: Learner):
+    "Train on every batch (the train unit), validate, step the schedule, and keep the epoch's row."
+    self.model.train(); self.training = True
+    if hasattr(self.train_dl, 'set_epoch'): self.train_dl.set_epoch(self.epoch)
+    self.run_stage('train', self._train_batches, finish=self._record_train_loss)
+    self.validate(); self.sched.step()
+    self.history.epoch_rows.append(self.epoch_row)   # after_epoch callbacks may still add to this row
 
-    def _train_epoch(self):
-        self.model.train(); self.training = True
-        if hasattr(self.train_dl, 'set_epoch'): self.train_dl.set_epoch(self.epoch)
-        self('before_train')
-        try:
-            bar = tqdm(self.train_dl, desc=f'epoch {self.epoch}', leave=False, disable=not self.progress)
-            for self.iter, batch in enumerate(bar):
-                self.one_batch(batch)
-                if self.loss is not None: bar.set_postfix(loss=f'{self.loss.item():.3f}', refresh=False)
-        except CancelEpoch: pass
-        self('after_train')
+@patch
+def _train_batches(self: Learner):
+    with suppress(CancelEpoch):
+        for self.iter, batch in enumerate(self.train_dl): self.one_batch(batch)
 
-    @torch.no_grad()
-    def validate(self):
-        "Forward every validation batch (no events but `after_valid_batch`) and record the mean loss."
-        if self.valid_dl is None: return
-        self.model.eval(); self.training = False
-        self('before_validate')
-        total, n = 0.0, 0
-        for self.iter_valid, batch in enumerate(self.valid_dl):
-            self.batch = to_device(batch, self.device)
-            self.out = self.model(self.batch)
-            self.valid_batch_loss = self.loss_func(self.out.logits, self.batch['label'], reduction='sum')
-            total, n = total + self.valid_batch_loss.item(), n + len(self.batch['label'])
-            self('after_valid_batch')
-        self.log(valid_loss=total / max(n, 1))
-        self('after_validate')
+# %% ../nbs/03_learner.ipynb #8d5e140d
+@patch
+def validate(self: Learner):
+    "Every validation batch through the valid_batch unit, inside the validate unit; logs the mean `valid_loss`."
+    if self.valid_dl is None: return
+    self.model.eval(); self.training = False
+    with torch.no_grad(): self.run_stage('validate', self._valid_batches, CancelValidate)
 
-    def create_opt(self):
-        "AdamW over the trainable parameters + StepLR."
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        self.opt = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
-        self.sched = torch.optim.lr_scheduler.StepLR(self.opt, step_size=self.step_size, gamma=self.gamma)
+@patch
+def _valid_batches(self: Learner):
+    self.valid_loss_sum, self.valid_count = 0.0, 0
+    for self.iter_valid, batch in enumerate(self.valid_dl):
+        self.batch = to_device(batch, self.device)
+        self.run_stage('valid_batch', self.valid_step, CancelBatch)
+    self.log(valid_loss=self.valid_loss_sum / max(self.valid_count, 1))
 
-    def fit(self, n_epochs: int, resume_from: str | Path | None = None):
-        "Train for `n_epochs` epochs (in total: a resumed run continues where its checkpoint stopped)."
-        self.step_owner                # two callbacks that replace the step: refused before anything changes
-        self.n_epochs, start = n_epochs, 0
-        self.model.to(self.device)
-        self.epoch_row = {}          # numbers logged in before_fit land in the first epoch's row
-        self('before_fit')
-        self.model.to(self.device)
-        self.create_opt()
-        if resume_from is not None: start = self.load_checkpoint(resume_from) + 1
-        try:
-            bar = tqdm(range(start, n_epochs), desc='fit', disable=not self.progress)
-            for self.epoch in bar:
-                pending = self.epoch_row if self.epoch == start else {}
-                self.epoch_row, t0 = {'epoch': self.epoch, 'lr': self.opt.param_groups[0]['lr']} | pending, time.perf_counter()
-                self('before_epoch')
-                self._train_epoch()
-                steps = [r for r in self.history.step_rows if r['epoch'] == self.epoch and 'loss' in r]
-                self.epoch_row['train_loss'] = float(np.mean([r['loss'] for r in steps])) if steps else float('nan')
-                self.epoch_row['train_seconds'] = time.perf_counter() - t0
-                self.validate()
-                self.sched.step()
-                self.history.epoch_rows.append(self.epoch_row)   # callbacks below may still add to this row
-                self('after_epoch')
-                bar.set_postfix({k: f'{v:.3f}' for k, v in self.epoch_row.items() if k in ('train_loss', 'acc')})
-        except CancelFit: pass
-        finally:
-            self('after_fit')
-        return self
+@patch
+def valid_step(self: Learner):
+    "Forward the current validation batch; `valid_batch_loss` is its summed loss."
+    self.out = self.model(self.batch)
+    self.valid_batch_loss = self.loss_func(self.out.logits, self.batch['label'], reduction='sum')
+    self.valid_loss_sum += self.valid_batch_loss.item(); self.valid_count += len(self.batch['label'])
 
-    # ---- checkpoints ----------------------------------------------------------------
-    def state_dict(self) -> dict:
-        "Everything needed to continue training exactly: model, optimizer, scheduler, history, callbacks, RNGs."
-        return {'model': self.model.state_dict(), 'opt': self.opt.state_dict(), 'sched': self.sched.state_dict(),
-                'epoch': self.epoch, 'n_iter': self.n_iter, 'history': self.history.state_dict(),
-                'cbs': {k: cb.state_dict() for k, cb in checkpoint_keys(self.cbs).items()},
-                'rng': {'torch': torch.get_rng_state(), 'numpy': np.random.get_state(), 'python': random.getstate()}}
+# %% ../nbs/03_learner.ipynb #ec17a8ca
+@patch
+def fit(self: Learner, n_epochs: int, resume_from: str | Path | None = None):
+    "Train for `n_epochs` epochs (in total: a resumed run continues where its checkpoint stopped)."
+    self.step_owner                               # two callbacks that replace the step: refused before anything changes
+    self.n_epochs, self.epoch_row = n_epochs, {}  # numbers logged in before_fit land in the first epoch's row
+    self.model.to(self.device); self('before_fit')
+    self.model.to(self.device); self.create_opt() # after before_fit: a model swapped in there is moved and optimised
+    start = 0 if resume_from is None else self.load_checkpoint(resume_from) + 1
+    try:
+        for self.epoch in range(start, n_epochs):
+            pending = self.epoch_row if self.epoch == start else {}
+            self.epoch_row = {'epoch': self.epoch, 'lr': self.opt.param_groups[0]['lr']} | pending
+            self.run_stage('epoch', self.one_epoch)
+    except CancelFit: pass
+    finally:
+        self('after_fit'); self('cleanup_fit')
+    return self
 
-    def save_checkpoint(self, path):
-        "Write the state to `path` atomically (a crash mid-write never leaves a broken checkpoint)."
-        path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix('.tmp'); torch.save(self.state_dict(), tmp); os.replace(tmp, path)
+# %% ../nbs/03_learner.ipynb #b8ead714
+@patch
+def forward(self: Learner, batch=None, drop=()) -> MMOutput:
+    "Model output on `batch` (default: the current batch); fires `after_forward` for the current batch."
+    own = batch is None
+    out = self.model(self.batch if own else batch, drop=drop)
+    if own: self.out = out; self('after_forward')
+    return out
 
-    def load_checkpoint(self, path) -> int:
-        "Restore a state saved by `save_checkpoint`; returns the epoch it was saved after."
-        path = Path(path)
-        if not path.exists(): raise FileNotFoundError(f"No checkpoint at {path}. A run folder holds checkpoints/last.pt after its first epoch.")
-        sd = torch.load(path, map_location=self.device, weights_only=False)
-        self.model.load_state_dict(sd['model']); self.opt.load_state_dict(sd['opt']); self.sched.load_state_dict(sd['sched'])
-        self.history.load_state_dict(sd['history']); self.n_iter = sd['n_iter']
-        for k, cb in checkpoint_keys(self.cbs).items():
-            if k in sd['cbs']: cb.load_state_dict(sd['cbs'][k])
-        torch.set_rng_state(sd['rng']['torch']); np.random.set_state(sd['rng']['numpy']); random.setstate(sd['rng']['python'])
-        return sd['epoch']
+@patch
+def compute_loss(self: Learner):
+    "`self.loss` = loss of the fused logits; fires `after_loss` (objective methods add terms there, the NaN check is last)."
+    self.loss = self.loss_func(self.out.logits, self.batch['label'])
+    self('after_loss')
+    return self.loss
+
+# %% ../nbs/03_learner.ipynb #d702ef8f
+@patch
+def backward(self: Learner, loss=None):
+    "Back-propagate (default: `self.loss`); fires `after_backward` (gradient-editing methods act there)."
+    (self.loss if loss is None else loss).backward()
+    self.n_backward += 1
+    self('after_backward')
+
+@patch
+def step(self: Learner):
+    "Optimizer step between `before_step` and `after_step`, then zero the gradients."
+    self('before_step'); self.opt.step(); self('after_step'); self.opt.zero_grad()
+
+@patch
+def default_train_step(self: Learner):
+    "forward → loss → backward → step."
+    self.forward(); self.compute_loss(); self.backward(); self.step()
+
+# %% ../nbs/03_learner.ipynb #ea283fd7
+@patch
+def state_dict(self: Learner) -> dict:
+    "Everything needed to continue training exactly: model, optimizer, scheduler, history, callbacks, RNGs."
+    return {'model': self.model.state_dict(), 'opt': self.opt.state_dict(), 'sched': self.sched.state_dict(),
+            'epoch': self.epoch, 'n_iter': self.n_iter, 'history': self.history.state_dict(),
+            'cbs': {k: cb.state_dict() for k, cb in checkpoint_keys(self.cbs).items()},
+            'rng': {'torch': torch.get_rng_state(), 'numpy': np.random.get_state(), 'python': random.getstate()}}
+
+@patch
+def save_checkpoint(self: Learner, path):
+    "Write the state to `path` atomically (a crash mid-write never leaves a broken checkpoint)."
+    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix('.tmp'); torch.save(self.state_dict(), tmp); os.replace(tmp, path)
+
+# %% ../nbs/03_learner.ipynb #d45e4639
+@patch
+def load_checkpoint(self: Learner, path) -> int:
+    "Restore a state saved by `save_checkpoint`; returns the epoch it was saved after."
+    path = Path(path)
+    if not path.exists(): raise FileNotFoundError(f"No checkpoint at {path}. A run folder holds checkpoints/last.pt after its first epoch.")
+    sd = torch.load(path, map_location=self.device, weights_only=False)
+    self.model.load_state_dict(sd['model']); self.opt.load_state_dict(sd['opt']); self.sched.load_state_dict(sd['sched'])
+    self.history.load_state_dict(sd['history']); self.n_iter = sd['n_iter']
+    for k, cb in checkpoint_keys(self.cbs).items():
+        if k in sd['cbs']: cb.load_state_dict(sd['cbs'][k])
+    torch.set_rng_state(sd['rng']['torch']); np.random.set_state(sd['rng']['numpy']); random.setstate(sd['rng']['python'])
+    return sd['epoch']
 
 # %% ../nbs/03_learner.ipynb #74d8157c
 class CheckpointCB(Callback):
