@@ -218,6 +218,9 @@ class FeatureTap:
 # %% ../nbs/07_diagnose.ipynb #f743967a
 def probe_accuracy(train_x, train_y, test_x, test_y, max_iter: int = 1000) -> float:
     "Held-out accuracy of a logistic regression fitted on standardised features `train_x`."
+    classes = np.unique(np.asarray(train_y))
+    if len(classes) < 2:              # nothing to separate: the best (and only) classifier predicts the one class seen
+        return float(np.mean(np.asarray(test_y) == classes[0])) if len(classes) else float('nan')
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
