@@ -96,7 +96,7 @@ class EpochLoader:
         if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
             raise ValueError(f"num_workers={num_workers!r}: expected a whole number >= 0 (0: load in this process).")
         self.drop_last, self.num_workers, self.pin_memory, self.epoch = drop_last, num_workers, pin_memory, 0
-        self._dl, self._dl_key = None, None
+        self._dl, self._dl_key, self._active = None, None, False
 
     def set_epoch(self, epoch: int):
         "Set the epoch (shuffle order); datasets with random per-epoch draws (`set_epoch`) are told too."
@@ -132,9 +132,17 @@ class EpochLoader:
             for b in batches: yield {k: v.pin_memory() if torch.is_tensor(v) else v for k, v in b.items()} if self._pinned() else b
             return
         epoch = getattr(self.dataset, 'epoch', self.epoch)   # the epoch this process's dataset draws at
-        dl = self._dataloader()
-        dl.batch_sampler.batches = [[(epoch, i) for i in c.tolist()] for c in chunks]
-        yield from dl
+        batches = [[(epoch, i) for i in c.tolist()] for c in chunks]
+        if self._active:             # a loop inside a loop over this loader: the kept workers stay with the outer one
+            yield from torch.utils.data.DataLoader(_EpochView(self.dataset), batch_sampler=batches,
+                                                   num_workers=self.num_workers, pin_memory=self._pinned())
+            return
+        self._active = True
+        try:
+            dl = self._dataloader()
+            dl.batch_sampler.batches = batches
+            yield from dl
+        finally: self._active = False
 
     def close(self):
         "Stop the worker processes (they start again at the next iteration)."
@@ -142,7 +150,7 @@ class EpochLoader:
         if dl is not None and getattr(dl, '_iterator', None) is not None:
             dl._iterator._shutdown_workers(); dl._iterator = None
 
-    def __getstate__(self): return self.__dict__ | {'_dl': None, '_dl_key': None}   # workers do not travel
+    def __getstate__(self): return self.__dict__ | {'_dl': None, '_dl_key': None, '_active': False}   # workers do not travel
 
 def make_loader(dataset, batch_size=32, shuffle=False, seed=0, drop_last=False, num_workers=None,
                 pin_memory=False) -> EpochLoader:
