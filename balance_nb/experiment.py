@@ -584,16 +584,17 @@ PROBE_SAMPLES = 5000
 
 def probe_metrics(model, train_ds, test_ds, device='cpu', max_train: int = PROBE_SAMPLES, seed: int = 0) -> dict:
     "`probe_acc_<m>`: test accuracy of a logistic regression fitted on modality `m`'s frozen features of (at most `max_train`) training samples."
-    dl = make_loader(train_ds, 256, shuffle=True, seed=seed)
+    pin = torch.device(device).type == 'cuda'
+    dl = make_loader(train_ds, 256, shuffle=True, seed=seed, pin_memory=pin)
     dl.set_epoch(0)                   # training-time augmentations drawn as in epoch 0: `eval` of a run folder repeats them
     ftr, ytr = encode_loader(model, dl, device, limit=max_train)
-    fte, yte = encode_loader(model, make_loader(test_ds, 256), device)
+    fte, yte = encode_loader(model, make_loader(test_ds, 256, pin_memory=pin), device)
     return {f'probe_acc_{m}': probe_accuracy(ftr[m], ytr, fte[m], yte) for m in ftr}
 
 # %% ../nbs/06_experiment.ipynb #54d4fefb
 def final_metrics(learn: Learner, test_ds, seconds: float, train_ds=None) -> dict:
     "Test metrics of the trained model (with linear probes when `train_ds` is given) plus cost figures from its history."
-    m = evaluate(learn.model, make_loader(test_ds, 256), device=learn.device)
+    m = evaluate(learn.model, make_loader(test_ds, 256, pin_memory=learn.device.type == 'cuda'), device=learn.device)
     if train_ds is not None: m |= probe_metrics(learn.model, train_ds, test_ds, learn.device)
     st, ep = learn.history.steps, learn.history.epochs
     m['best_valid_acc'] = float(ep['acc'].max()) if 'acc' in ep else float('nan')
@@ -713,7 +714,7 @@ FLAG_TO_HPARAM = {'momentum': 'momentum_coef'}
 DATASET_FLAGS = {'audio_snr_db': float, 'image_pool': int, 'image_noise': float, 'image_source': str,
                  'views': str, 'data_root': str}
 FLAG_TO_KNOB = {'data_root': 'root'}
-SUBCOMMANDS = {'sweep': 'balance_nb.sweep:sweep_main', 'prepare': 'balance_nb.benchmark_data:prepare_main',
+SUBCOMMANDS = {'sweep': 'balance_nb.sweep:sweep_main', 'prepare': 'balance_nb.prepare:prepare_main',
                'eval': 'balance_nb.experiment:eval_main', 'store': 'balance_nb.experiment:store_main'}
 
 

@@ -12,7 +12,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from balance_nb.benchmark_data import fabricate_tree, AudioSettings, CREMAD
+from balance_nb.benchmark_data import AudioSettings, CREMAD
+from balance_nb.testing import fabricate_tree
 from balance_nb.experiment import run, RunConfig
 
 
