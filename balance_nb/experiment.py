@@ -15,7 +15,7 @@ import yaml
 from .core import *
 from .data import build_dataset, dataset_knobs, make_loader, MissingDataError, data_root
 from .models import build_model, encode_loader
-from .learner import Learner, Callback, CheckpointCB, History, NonFiniteLossError, MethodConfigError, BalancingMethod
+from .learner import Learner, Callback, CheckpointCB, History, NonFiniteLossError, MethodConfigError, BalancingMethod, PRECISIONS
 from .metrics import EvalCB, GradNormCB, PassCounterCB, evaluate, complexity
 from .methods.objective import BestStateCB
 from .analysis import save_history_plots, LivePlotCB, live_default
@@ -140,6 +140,7 @@ class RunConfig:
     step_size: int = 10
     gamma: float = 0.1
     seed: int = 42
+    precision: str = '32'                                     # 32 | bf16 | fp16: the training forward pass (03_learner)
     device: str = 'cpu'
     out: str | None = 'runs'                                  # parent of the run folder; None: write nothing
 
@@ -151,6 +152,8 @@ class RunConfig:
         c = dataclasses.replace(self, trainer=METHODS.resolve(self.trainer), dataset=DATASETS.resolve(DATASET_ALIASES.get(self.dataset, self.dataset)),
                                 fusion=FUSIONS.resolve(balancemm_model(self.fusion)))
         if c.epochs is None: c.epochs = DATASETS.meta(c.dataset).get('epochs', 30)
+        if str(c.precision) not in PRECISIONS:
+            raise ConfigError(f"precision={c.precision!r}: choose one of {', '.join(PRECISIONS)} (32: float32; bf16, fp16: mixed precision).")
         return typed_config(c)
 
     def key(self, code: str | None = None) -> str:
@@ -557,7 +560,7 @@ def run(config: RunConfig | None = None, cbs=(), store: ResultStore | str | None
     pin = device.type == 'cuda'                      # page-locked batches copy to the GPU faster (and asynchronously)
     learn = Learner(model, make_loader(splits['train'], c.batch_size, shuffle=True, seed=c.seed, pin_memory=pin),
                     make_loader(splits['valid'], 256, pin_memory=pin), cbs=[method, *std, *cbs], lr=c.lr, weight_decay=c.weight_decay,
-                    step_size=c.step_size, gamma=c.gamma, device=device, progress=progress)
+                    step_size=c.step_size, gamma=c.gamma, device=device, progress=progress, precision=c.precision)
     learn.config, learn.datasets, learn.store = c, splits, store
     learn.teacher_run = lambda m, checkpoint='best': teacher_run(c, m, checkpoint, store)    # the service UMT uses
     if rd:
@@ -751,6 +754,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--dataset', help='dataset (see below); default AVDigits')
     p.add_argument('--model', '--fusion', dest='fusion', help='fusion: concat (default), sum, shared, film, gated')
     p.add_argument('--device', help="cpu (default), cuda, cuda:N, auto, or GPU ids like '0'")
+    p.add_argument('--precision', choices=tuple(PRECISIONS), default=None,
+                   help='32 (default), bf16 or fp16: mixed precision for the training forward pass (torch.autocast)')
     p.add_argument('--epochs', type=int); p.add_argument('--seed', type=int); p.add_argument('--lr', type=float)
     p.add_argument('--batch-size', type=int); p.add_argument('--out', help='parent folder of the run folder (default runs)')
     p.add_argument('--store', default=None, help='SQLite result store (default <out>/results.sqlite)')
@@ -789,7 +794,7 @@ def config_from_args(a) -> RunConfig:
         except yaml.YAMLError as e: raise CLIError(f"--config {path}: not valid YAML ({e}).") from None
         if not isinstance(base, dict): raise CLIError(f"--config {path}: expected `key: value` lines (RunConfig fields), got {type(base).__name__}.")
     c = RunConfig.from_dict(base)
-    for f in ('trainer', 'dataset', 'fusion', 'epochs', 'seed', 'lr', 'batch_size', 'out'):
+    for f in ('trainer', 'dataset', 'fusion', 'epochs', 'seed', 'lr', 'batch_size', 'out', 'precision'):
         if getattr(a, f) is not None: setattr(c, f, getattr(a, f))
     if a.device is not None: c.device = cli_device(a.device)
     hp = dict(c.hparams) | {FLAG_TO_HPARAM.get(f, f): getattr(a, f) for f in METHOD_FLAGS if getattr(a, f) is not None} | dict(a.hp)

@@ -4,7 +4,7 @@
 
 # %% ../nbs/03_learner.ipynb #e68c21f4
 from __future__ import annotations
-import copy, math, os, random, time, inspect
+import copy, dataclasses, math, os, random, time, inspect
 from contextlib import suppress
 from pathlib import Path
 import numpy as np
@@ -17,10 +17,10 @@ from .core import *
 from .models import MMOutput
 
 # %% auto #0
-__all__ = ['EVENTS', 'CancelBatch', 'CancelEpoch', 'CancelValidate', 'CancelFit', 'NonFiniteLossError', 'MethodConfigError',
-           'StepConflictError', 'Callback', 'TimingCB', 'NonFiniteLossCB', 'ProgressCB', 'History', 'checkpoint_keys',
-           'Learner', 'CheckpointCB', 'BalancingMethod', 'register_method', 'Baseline', 'Unimodal', 'restrict_model',
-           'LinearProbe']
+__all__ = ['PRECISIONS', 'EVENTS', 'CancelBatch', 'CancelEpoch', 'CancelValidate', 'CancelFit', 'NonFiniteLossError',
+           'MethodConfigError', 'StepConflictError', 'Callback', 'TimingCB', 'NonFiniteLossCB', 'ProgressCB', 'History',
+           'checkpoint_keys', 'Learner', 'float32_output', 'CheckpointCB', 'BalancingMethod', 'register_method',
+           'Baseline', 'Unimodal', 'restrict_model', 'LinearProbe']
 
 # %% ../nbs/03_learner.ipynb #f2d73ed1
 class CancelBatch(Exception): "Skip the rest of this batch."
@@ -31,6 +31,8 @@ class CancelFit(Exception): "Stop training."
 class NonFiniteLossError(RuntimeError): "The loss became NaN or infinite."
 class MethodConfigError(ValueError): "A method cannot run with this model or dataset; the message says why and what to do."
 class StepConflictError(MethodConfigError): "Two callbacks both replace the training step."
+
+PRECISIONS = {'32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}   # the training forward pass's arithmetic
 
 EVENTS = ('before_fit', 'before_epoch', 'before_train', 'before_batch', 'after_forward', 'after_loss',
           'after_backward', 'before_step', 'after_step', 'after_batch', 'cleanup_batch', 'after_train', 'cleanup_train',
@@ -110,10 +112,12 @@ class Learner:
     "Trains a `MultimodalModel` on batch dicts; everything else is a Callback."
     def __init__(self, model, train_dl, valid_dl=None, cbs=(), lr: float = 1e-3, weight_decay: float = 0.01,
                  step_size: int = 10, gamma: float = 0.1, loss_func=F.cross_entropy, device='cpu',
-                 progress: bool | None = None):
+                 progress: bool | None = None, precision: str = '32'):
         self.model, self.train_dl, self.valid_dl, self.loss_func = model, train_dl, valid_dl, loss_func
         self.lr, self.weight_decay, self.step_size, self.gamma = lr, weight_decay, step_size, gamma
-        self.device = get_device(device)
+        self.device, self.precision, self.scaler = get_device(device), str(precision), None
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision={precision!r}: choose one of {', '.join(PRECISIONS)} (32: float32; bf16, fp16: mixed precision).")
         self.progress = (os.environ.get('IN_TEST') is None) if progress is None else progress
         self.cbs, self.history = [], History()
         self.epoch, self.iter, self.n_iter, self.training, self.in_batch = 0, 0, 0, False, False
@@ -179,6 +183,8 @@ def create_opt(self: Learner):
     params = [p for p in self.model.parameters() if p.requires_grad]
     self.opt = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
     self.sched = torch.optim.lr_scheduler.StepLR(self.opt, step_size=self.step_size, gamma=self.gamma)
+    self.scaler = torch.amp.GradScaler(self.device.type) if self.precision == 'fp16' else None   # stage 3
+    self.unscaled = False
 
 # %% ../nbs/03_learner.ipynb #34a83a70
 @patch
@@ -256,11 +262,43 @@ def fit(self: Learner, n_epochs: int, resume_from: str | Path | None = None):
     return self
 
 # %% ../nbs/03_learner.ipynb #b8ead714
+def float32_output(out: MMOutput) -> MMOutput:
+    "`out` with its logits, per-modality logits and features in float32 (what losses, methods and metrics read)."
+    f = lambda d: None if d is None else {m: t.float() for m, t in d.items()}
+    return dataclasses.replace(out, logits=out.logits.float(), unimodal=f(out.unimodal), features=f(out.features))
+
+@patch(as_prop=True)
+def mixed(self: Learner) -> bool:
+    "A training forward pass in reduced precision now (bf16/fp16 while training; validation stays float32)."
+    return self.training and PRECISIONS[self.precision] is not None
+
+@patch
+def autocast(self: Learner):
+    "The context of a training forward pass: torch.autocast in bf16/fp16 when `mixed`, else a no-op."
+    return torch.autocast(self.device.type, dtype=PRECISIONS[self.precision] or torch.bfloat16, enabled=self.mixed)
+
+@patch
+def _scaled_backward(self: Learner, loss):
+    self.scaler.scale(loss).backward()
+    if self.unscaled:
+        raise MethodConfigError("precision='fp16' scales the loss once per optimizer step, and this step back-propagates "
+                                "twice before stepping. Use precision='bf16' (no scaling needed) or '32'.")
+    self.scaler.unscale_(self.opt); self.unscaled = True
+
+@patch
+def _scaled_step(self: Learner):
+    if not self.unscaled:
+        raise MethodConfigError("precision='fp16': these gradients were not made by learn.backward, so they are not "
+                                "scaled, and GradScaler would divide them by its scale. Use precision='bf16' or '32'.")
+    self.scaler.step(self.opt); self.scaler.update(); self.unscaled = False
+
+# %% ../nbs/03_learner.ipynb #d702ef8f
 @patch
 def forward(self: Learner, batch=None, drop=()) -> MMOutput:
     "Model output on `batch` (default: the current batch); fires `after_forward` for the current batch."
     own = batch is None
-    out = self.model(self.batch if own else batch, drop=drop)
+    with self.autocast(): out = self.model(self.batch if own else batch, drop=drop)
+    if self.mixed: out = float32_output(out)
     if own: self.out = out; self('after_forward')
     return out
 
@@ -271,18 +309,23 @@ def compute_loss(self: Learner):
     self('after_loss')
     return self.loss
 
-# %% ../nbs/03_learner.ipynb #d702ef8f
+# %% ../nbs/03_learner.ipynb #69ec375f
 @patch
 def backward(self: Learner, loss=None):
     "Back-propagate (default: `self.loss`); fires `after_backward` (gradient-editing methods act there)."
-    (self.loss if loss is None else loss).backward()
+    loss = self.loss if loss is None else loss
+    if self.scaler is None: loss.backward()
+    else: self._scaled_backward(loss)          # fp16: scaled, then unscaled before any method sees the gradients
     self.n_backward += 1
     self('after_backward')
 
 @patch
 def step(self: Learner):
     "Optimizer step between `before_step` and `after_step`, then zero the gradients."
-    self('before_step'); self.opt.step(); self('after_step'); self.opt.zero_grad()
+    self('before_step')
+    if self.scaler is None: self.opt.step()
+    else: self._scaled_step()
+    self('after_step'); self.opt.zero_grad()
 
 @patch
 def default_train_step(self: Learner):
@@ -296,7 +339,8 @@ def state_dict(self: Learner) -> dict:
     return {'model': self.model.state_dict(), 'opt': self.opt.state_dict(), 'sched': self.sched.state_dict(),
             'epoch': self.epoch, 'n_iter': self.n_iter, 'history': self.history.state_dict(),
             'cbs': {k: cb.state_dict() for k, cb in checkpoint_keys(self.cbs).items()},
-            'rng': {'torch': torch.get_rng_state(), 'numpy': np.random.get_state(), 'python': random.getstate()}}
+            'rng': {'torch': torch.get_rng_state(), 'numpy': np.random.get_state(), 'python': random.getstate()}} \
+           | ({'scaler': self.scaler.state_dict()} if self.scaler is not None else {})
 
 @patch
 def save_checkpoint(self: Learner, path):
@@ -313,6 +357,7 @@ def load_checkpoint(self: Learner, path) -> int:
     sd = torch.load(path, map_location=self.device, weights_only=False)
     self.model.load_state_dict(sd['model']); self.opt.load_state_dict(sd['opt']); self.sched.load_state_dict(sd['sched'])
     self.history.load_state_dict(sd['history']); self.n_iter = sd['n_iter']
+    if self.scaler is not None and 'scaler' in sd: self.scaler.load_state_dict(sd['scaler'])
     for k, cb in checkpoint_keys(self.cbs).items():
         if k in sd['cbs']: cb.load_state_dict(sd['cbs'][k])
     torch.set_rng_state(sd['rng']['torch']); np.random.set_state(sd['rng']['numpy']); random.setstate(sd['rng']['python'])

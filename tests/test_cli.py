@@ -244,3 +244,15 @@ def test_broken_installed_plugin_is_named_exit_2(tmp_path):
     env = _installed_plugin(tmp_path/'site', 'raise RuntimeError("half-installed")\n', name='bnb_broken_plugin')
     r = subprocess.run([sys.executable, '-m', 'balance_nb', '--trainer', 'baseline'], cwd=tmp_path, capture_output=True, text=True, env=env)
     assert r.returncode == 2 and 'bnb_broken_plugin' in r.stderr and 'half-installed' in r.stderr and 'uninstall' in r.stderr, r.stderr[-2000:]
+
+def test_precision_bf16_trains_and_is_recorded(tmp_path):
+    r = cli('--trainer', 'OGM', '--dataset', 'MFeat', '--epochs', '1', '--precision', 'bf16', '--no-reference',
+            '--modulation_starts', '0', '--out', str(tmp_path))
+    assert r.returncode == 0, r.stderr[-3000:]
+    rd = next(p.parent for p in tmp_path.glob('*/config.yaml'))
+    import yaml
+    assert yaml.safe_load((rd/'config.yaml').read_text())['precision'] == 'bf16'
+    m = json.loads((rd/'metrics.json').read_text())
+    assert 0.3 < m['acc'] <= 1 and all(abs(v) < 10 for k, v in m.items() if k.startswith('shapley_'))
+    steps = (rd/'steps.csv').read_text().splitlines()
+    assert 'ogm_coef_pix' in steps[0] or 'coef_pix' in steps[0], steps[0]     # OGM edited the (unscaled) gradients
