@@ -81,3 +81,29 @@ def test_trains_or_refuses(trees, trainer, case):
     # and 72 runs would then hold ~17 GB: drop its model, optimizer and callbacks explicitly
     if r.learner is not None: r.learner.__dict__.clear()
     del r
+
+# ---- the column rule: every column a method logs is `<log_prefix>_<quantity>[_<modality>]` (nbs/glossary) ----
+RULE_CASES = {t: ({'modulation_starts': 0} if 'modulation_starts' in METHODS[t].hyperparameters() else {}, 2)
+              for t in (*PAPER_METHODS, 'UniAux')}
+RULE_CASES['ReLearning'] = ({'reinit_epoch': 1}, 3)        # re-learns after epoch 1 only when another epoch follows
+
+@pytest.fixture(scope='module')
+def standard_columns():
+    "What a baseline run writes: the standard columns every run has."
+    r = run(trainer='baseline', dataset='MatrixAVDigits', epochs=2, batch_size=8, seed=0, out=None, progress=False, live=False)
+    return set(r.history.steps.columns) | set(r.history.epochs.columns)
+
+@pytest.mark.parametrize('trainer', list(RULE_CASES))
+def test_logged_columns_follow_the_rule(standard_columns, trainer):
+    cls = METHODS[trainer]
+    prefix = cls.log_prefix
+    assert prefix == prefix.lower() and prefix.isidentifier(), prefix
+    others = {METHODS[t].log_prefix for t in RULE_CASES if METHODS[t] is not cls}
+    assert prefix not in others                              # one prefix, one method
+    hp, epochs = RULE_CASES[trainer]
+    r = run(trainer=trainer, dataset='MatrixAVDigits', hparams=hp, epochs=epochs, batch_size=8, seed=0, out=None,
+            progress=False, live=False)
+    added = (set(r.history.steps.columns) | set(r.history.epochs.columns)) - standard_columns
+    assert added, f'{trainer} logged nothing of its own'
+    assert all(c.startswith(prefix + '_') for c in added), sorted(c for c in added if not c.startswith(prefix + '_'))
+    if r.learner is not None: r.learner.__dict__.clear()

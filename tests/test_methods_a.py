@@ -21,12 +21,12 @@ def train(tmp_path, trainer, *extra, dataset='AVDigits', min_acc=0.1):
 
 # what each method publishes (the column must be in the run's history) and its extra CLI flags
 AV_CASES = {
-    'ModalityValuation': (('--modulation_starts', '0'), 'epochs', 'added_copies'),
+    'ModalityValuation': (('--modulation_starts', '0'), 'epochs', 'modval_added_copies'),
     'Sample': ((), 'epochs', None),      # BalanceMM's name (an alias); 1 epoch = warm-up only (Sample-level is tested in nbs/10)
-    'MLA': ((), 'epochs', 'gate_weight_visual'),
-    'OPM': (('--p_exe', '0.7'), 'steps', 'drop_prob_audio'),
-    'Greedy': (('--window_size', '5'), 'steps', 'curating_visual'),
-    'AMCo': (('--sigma', '0.5'), 'steps', 'dependence_mass_audio'),
+    'MLA': ((), 'epochs', 'mla_gate_weight_visual'),
+    'OPM': (('--p_exe', '0.7'), 'steps', 'opm_drop_prob_audio'),
+    'Greedy': (('--window_size', '5'), 'steps', 'greedy_curating_visual'),
+    'AMCo': (('--sigma', '0.5'), 'steps', 'amco_dependence_mass_audio'),
 }
 
 @pytest.mark.parametrize('trainer', list(AV_CASES))
@@ -35,7 +35,7 @@ def test_trains_on_avdigits(tmp_path, trainer):
     _, epochs, steps = train(tmp_path, trainer, *extra)
     df = epochs if table == 'epochs' else steps
     assert column is None or (column in df.columns and df[column].notna().any())
-    if trainer == 'ModalityValuation': assert epochs.added_copies[0] > 0       # audio dominates: copies from the first epoch
+    if trainer == 'ModalityValuation': assert epochs.modval_added_copies[0] > 0       # audio dominates: copies from the first epoch
 
 @pytest.mark.parametrize('trainer', ['MLA', 'OPM', 'AMCo'])
 def test_three_views(tmp_path, trainer):
@@ -54,7 +54,7 @@ def test_greedy_on_frame_stacks(tmp_path):
     root = fabricate_tree('CREMAD', tmp_path/'cremad', n_train=2, n_test=1, size=24)
     m, _, steps = train(tmp_path/'out', 'Greedy', '--data-root', str(root), '--data-opt', 'image_size=32',
                         '--batch-size', '6', dataset='CREMAD', min_acc=0.0)
-    assert {'shapley_audio', 'shapley_visual'} <= set(m) and steps['speed'].notna().any()
+    assert {'shapley_audio', 'shapley_visual'} <= set(m) and steps['greedy_speed'].notna().any()
 
 # MLA's step losses (mean of its two unimodal losses) on MFeat's valid split (pix + mor, MLP encoders), seed 0,
 # batch 32, one epoch, recorded with the code before MLA's step moved from `learn.train_step = ...` to a `train_step`

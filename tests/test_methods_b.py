@@ -8,8 +8,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 
 # method → (published column, file it lands in: steps.csv per step, history.csv per epoch)
-PUBLISHED = {'MMCosine': ('cos_y_{m}', 'steps.csv'), 'UMT': ('distill_{m}', 'steps.csv'), 'MBSD': ('mbsd_rs', 'steps.csv'),
-             'CML': ('cml_hinge', 'steps.csv'), 'MMPareto': ('pareto_cos_{m}', 'steps.csv'),
+PUBLISHED = {'MMCosine': ('mmcosine_cos_y_{m}', 'steps.csv'), 'UMT': ('umt_distill_{m}', 'steps.csv'), 'MBSD': ('mbsd_rs', 'steps.csv'),
+             'CML': ('cml_hinge', 'steps.csv'), 'MMPareto': ('mmpareto_cos_{m}', 'steps.csv'),
              'GBlending': ('gb_weight_fused', 'history.csv'), 'LFM': ('lfm_alpha_align', 'history.csv')}
 THREE = list(PUBLISHED)        # all seven run on three modalities (BalanceMM has 3-modality paths for MMCosine, MBSD, CML)
 
@@ -66,8 +66,8 @@ def test_umt_teachers_come_from_the_store_and_run_folder(tmp_path):
     for m, t in teachers.items():
         saved = torch.load(t.run_dir/'checkpoints'/'best.pt', weights_only=False)
         for k, v in umt.teacher[m].state_dict().items(): assert torch.equal(v, saved['model'][f'encoders.{m}.{k}']), k
-        assert r.history.epochs.loc[0, f'teacher_acc_{m}'] == t.metrics['acc']
-        assert r.history.epochs.loc[0, f'teacher_epoch_{m}'] == saved['epoch'] == int(t.history.epochs.acc.idxmax())
+        assert r.history.epochs.loc[0, f'umt_teacher_acc_{m}'] == t.metrics['acc']
+        assert r.history.epochs.loc[0, f'umt_teacher_epoch_{m}'] == saved['epoch'] == int(t.history.epochs.acc.idxmax())
     assert len(store) == 3                             # two teachers + the UMT run: nothing retrained
 
 def test_umt_teachers_come_from_a_store_that_keeps_weights(tmp_path):
@@ -84,7 +84,7 @@ def test_umt_teachers_come_from_a_store_that_keeps_weights(tmp_path):
     for m, t in teachers.items():
         best = store.states(t.config)['best']
         for k, v in umt.teacher[m].state_dict().items(): assert torch.equal(v, best[f'encoders.{m}.{k}']), k
-        assert r.history.epochs.loc[0, f'teacher_epoch_{m}'] == int(t.history.epochs.acc.idxmax())
+        assert r.history.epochs.loc[0, f'umt_teacher_epoch_{m}'] == int(t.history.epochs.acc.idxmax())
     assert len(store) == 3                             # two teachers + the UMT run
     after = finished()
     for t in teachers.values(): assert after[t.config.key()] == before[t.config.key()]   # no teacher was trained (and stored) again

@@ -15,11 +15,11 @@ def run_folder(out: Path, trainer: str) -> Path:
 
 # trainer, extra flags, a quantity the method must publish in the step table of a 1-epoch run (None: nothing due yet)
 AV_CASES = [
-    ('OGM', (), 'ratio_audio'),                 # window starts at epoch 2 in short runs: ratios only
-    ('AGM', (), 'coef_visual'),
-    ('PMR', ('--alpha', '0.6'), 'proto_score_visual'),
+    ('OGM', (), 'ogm_ratio_audio'),                 # window starts at epoch 2 in short runs: ratios only
+    ('AGM', (), 'agm_coef_visual'),
+    ('PMR', ('--alpha', '0.6'), 'pmr_proto_score_visual'),
     ('ReLearning', (), None),                   # first re-initialisation is due after epoch 2
-    ('ReconBoost', (), 'boost_loss_visual'),
+    ('ReconBoost', (), 'reconboost_loss_visual'),
 ]
 
 @pytest.mark.parametrize('trainer,flags,published', AV_CASES, ids=[c[0] + ''.join(c[1]) for c in AV_CASES])
@@ -36,8 +36,8 @@ MF3 = ('--dataset', 'MFeat', '--views', 'pix,fou,mor', '--epochs', '1', '--no-re
 
 # every optimization method and Modality-valuation runs on three modalities (the paper reports CMU-MOSEI numbers for
 # all of them; OGM, PMR and ModalityValuation follow BalanceMM's three-modality code paths)
-@pytest.mark.parametrize('trainer,published', [('AGM', 'coef_mor'), ('ReLearning', None), ('ReconBoost', 'boost_loss_mor'),
-                                               ('OGM', 'ratio_mor'), ('PMR', 'proto_score_mor'), ('ModalityValuation', None)])
+@pytest.mark.parametrize('trainer,published', [('AGM', 'agm_coef_mor'), ('ReLearning', None), ('ReconBoost', 'reconboost_loss_mor'),
+                                               ('OGM', 'ogm_ratio_mor'), ('PMR', 'pmr_proto_score_mor'), ('ModalityValuation', None)])
 def test_three_modality_methods_train_on_mfeat(tmp_path, trainer, published):
     r = cli('--trainer', trainer, *MF3, '--out', str(tmp_path))
     assert r.returncode == 0, r.stderr[-3000:]
@@ -68,8 +68,8 @@ def test_relearning_short_run_reinitialises(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     ep = pd.read_csv(run_folder(tmp_path, 'ReLearning')/'history.csv')
     for m in ('pix', 'mor'):
-        assert ep[f'purity_gap_{m}'].isna().tolist() == [True, False, True]
-        w, gap = ep[f'reinit_weight_{m}'].iloc[1], ep[f'purity_gap_{m}'].iloc[1]
+        assert ep[f'relearning_purity_gap_{m}'].isna().tolist() == [True, False, True]
+        w, gap = ep[f'relearning_reinit_weight_{m}'].iloc[1], ep[f'relearning_purity_gap_{m}'].iloc[1]
         assert abs(w - __import__('math').tanh(3 * gap)) < 1e-9
 
 def test_bad_option_names_valid_values(tmp_path):
@@ -113,5 +113,5 @@ def test_reconboost_owns_the_step_and_trains_as_before():
     steps = learn.history.steps
     assert learn.step_owner is rb
     assert steps.loss.tolist() == pytest.approx(RECONBOOST_LOSSES, rel=1e-4)
-    assert steps.boost_loss_pix.notna().sum() == 7 and steps.boost_loss_mor.notna().sum() == 7
+    assert steps.reconboost_loss_pix.notna().sum() == 7 and steps.reconboost_loss_mor.notna().sum() == 7
     assert learn.history.epochs.valid_loss[0] == pytest.approx(2.274328, rel=1e-4)

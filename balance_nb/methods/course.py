@@ -25,7 +25,7 @@ def uniaux_weights(scores: torch.Tensor, tau: float = 0.1) -> torch.Tensor:
 @register_method('UniAux', category='objective', course_example=True)
 class UniAux(BalancingMethod):
     "Auxiliary per-modality cross-entropy, weighted towards the less confident modality (the course's example)."
-    max_modalities, needs_unimodal = 6, True
+    max_modalities, needs_unimodal, log_prefix = 6, True, 'uniaux'
     def __init__(self, lam: float = 1.0, tau: float = 0.1, **kw):
         super().__init__(**kw); self.lam, self.tau = lam, tau
 

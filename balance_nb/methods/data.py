@@ -89,6 +89,7 @@ class ModalityValuation(BalancingMethod):
     "Modality-valuation: per-sample Shapley contributions every epoch, then resample the training set toward the weak modality."
     max_modalities = 3      # two in the paper's method table; three as BalanceMM's CMU-MOSEI branch
     hparam_aliases = {'method': 'level'}       # BalanceMM's --method Modality-level|Sample-level
+    log_prefix = 'modval'                      # its logged columns: modval_<quantity>[_<modality>]
     def __init__(self, level: str = 'Modality-level', part_ratio: float = 0.2, alpha: float = 0.5,
                  variant: str = 'code', modulation_starts: int = 1, modulation_ends: int = 80):
         super().__init__(modulation_starts, modulation_ends)
@@ -146,8 +147,8 @@ class ModalityValuation(BalancingMethod):
         ds = ResampledDataset(self.orig_dl.dataset, idx, zero)
         learn.train_dl = make_loader(ds, self.orig_dl.bs, shuffle=True, seed=self.orig_dl.seed)
         mods = list(phi)
-        learn.log(added_copies=len(idx), **{f'contribution_{m}': phi[m].mean() for m in mods},
-                  **{f'added_copies_{m}': sum(m not in z for z in zero) for m in mods})
+        learn.log(modval_added_copies=len(idx), **{f'modval_contribution_{m}': phi[m].mean() for m in mods},
+                  **{f'modval_added_copies_{m}': sum(m not in z for z in zero) for m in mods})
 
     def after_fit(self): self.learn.train_dl = self.orig_dl
 

@@ -53,7 +53,7 @@ def project_grad(G: torch.Tensor, P: torch.Tensor, mode: str = 'add') -> torch.T
 @register_method('MLA', category='feed-forward')
 class MLA(BalancingMethod):
     "Alternating unimodal steps through a shared head with OWM gradient projection; entropy-gated fusion."
-    max_modalities = 3
+    max_modalities, log_prefix = 3, 'mla'
     def __init__(self, projection: str = 'add', modulation_starts: int = 0, modulation_ends: int = 80):
         super().__init__(modulation_starts, modulation_ends)
         if projection not in ('add', 'replace', 'none'):
@@ -88,15 +88,16 @@ class MLA(BalancingMethod):
             learn.step(); self.n_steps += 1
             losses[m] = loss.detach()
         learn.loss = torch.stack(list(losses.values())).mean()
-        # each encoder's gradient at its own step (the standard per-step norm would see the last step only)
-        learn.log(**{f'unimodal_loss_{m}': v for m, v in losses.items()}, **{f'grad_norm_{m}': v for m, v in norms.items()})
+        # the standard column grad_norm_<m>, filled by MLA itself: each encoder's gradient at its own step (the
+        # standard callback, called before every step, would keep only the last step's, where the others are zero)
+        learn.log(**{f'mla_unimodal_loss_{m}': v for m, v in losses.items()}, **{f'grad_norm_{m}': v for m, v in norms.items()})
 
     def before_validate(self): self.wsum = {}
     def after_valid_batch(self):
         for m, w in entropy_weights(self.learn.out.unimodal).items(): self.wsum[m] = self.wsum.get(m, 0) + w.sum().item()
     def after_validate(self):
         n = len(self.learn.valid_dl.dataset)
-        self.learn.log(**{f'gate_weight_{m}': v / n for m, v in self.wsum.items()})
+        self.learn.log(**{f'mla_gate_weight_{m}': v / n for m, v in self.wsum.items()})
 
     def state_dict(self): return {'P': self.P, 'n_steps': self.n_steps}
     def load_state_dict(self, d): self.P, self.n_steps = d['P'], d['n_steps']
@@ -126,7 +127,7 @@ def opm_drop(feats: dict[str, torch.Tensor], q: dict[str, float], generator=None
 @register_method('OPM', category='feed-forward')
 class OPM(BalancingMethod):
     "Drop the dominant modality's features before fusion with a probability set by its confidence lead."
-    max_modalities, needs_unimodal = 3, True
+    max_modalities, needs_unimodal, log_prefix = 3, True, 'opm'
     def __init__(self, q_base: float = 0.4, alpha: float = 0.5, p_exe: float = 0.7, variant: str = 'balancemm',
                  modulation_starts: int = 0, modulation_ends: int = 80):
         if variant not in ('balancemm', 'original'):
@@ -146,7 +147,7 @@ class OPM(BalancingMethod):
             scores = {m: F.softmax(z, 1).gather(1, y[:, None]).sum().item() for m, z in out.unimodal.items()}
         q = opm_drop_probs(scores, self.q_base, self.alpha)
         execute = torch.rand(()).item() >= 1 - self.p_exe
-        learn.log(**{f'drop_prob_{m}': v for m, v in q.items()}, drop_executed=float(execute))
+        learn.log(**{f'opm_drop_prob_{m}': v for m, v in q.items()}, opm_drop_executed=float(execute))
         if not execute or not any(q.values()): return
         feats, rows = opm_drop(out.features, q)
         if not rows.any(): return
@@ -294,7 +295,7 @@ def _sq_ratio(params) -> float:
 @register_method('Greedy', category='feed-forward')
 class Greedy(BalancingMethod):
     "MMTM blocks between the two encoders; curation mode freezes the gate of the modality that learns through the other."
-    max_modalities = 2
+    max_modalities, log_prefix = 2, 'greedy'
     def __init__(self, alpha: float = 0.001, window_size: int = 5, curation_starts: int = 0, variant: str = 'balancemm',
                  modulation_starts: int = 0, modulation_ends: int = 80):
         super().__init__(modulation_starts, modulation_ends)
@@ -320,7 +321,7 @@ class Greedy(BalancingMethod):
         model, mods = self.learn.model, self.learn.model.modalities
         if self.active and self.left > 0: model.caring = self.care; self.left -= 1
         else: model.caring = None
-        self.learn.log(**{f'curating_{m}': float(model.caring == i) for i, m in enumerate(mods)})
+        self.learn.log(**{f'greedy_curating_{m}': float(model.caring == i) for i, m in enumerate(mods)})
 
     def after_backward(self):
         model = self.learn.model
@@ -331,7 +332,7 @@ class Greedy(BalancingMethod):
         speed = bdr_speed(self.m_bypass, self.m_main)
         choice = curation_choice(speed, self.alpha)
         if choice is not None and self.learn.epoch >= self.curation_starts: self.left, self.care = self.window_size, choice
-        self.learn.log(speed=speed, **{f'bdr_{m}': math.log10(max(self.m_bypass[i], 1e-30) / max(self.m_main[i], 1e-30))
+        self.learn.log(greedy_speed=speed, **{f'greedy_bdr_{m}': math.log10(max(self.m_bypass[i], 1e-30) / max(self.m_main[i], 1e-30))
                                        for i, m in enumerate(model.modalities)})
 
     def before_validate(self): self.learn.model.caring = None
@@ -378,7 +379,7 @@ class AMCoFusion(Fusion):
 @register_method('AMCo', category='feed-forward')
 class AMCo(BalancingMethod):
     "Mask the dependent modality's unimodal logits per class before fusion; co-optimise every unimodal CE."
-    max_modalities, needs_unimodal = 3, True
+    max_modalities, needs_unimodal, log_prefix = 3, True, 'amco'
     def __init__(self, sigma: float = 0.5, eps: float = 0.3, star_init: str = 'default', star_at_eval: bool = True,
                  modulation_starts: int = 0, modulation_ends: int = 80):
         super().__init__(modulation_starts, modulation_ends)
@@ -406,7 +407,7 @@ class AMCo(BalancingMethod):
         mask = torch.ones(C, device=f.mask.device); mask[torch.randperm(C)[:N]] = 0
         f.mask.copy_(mask)
         self.l += self.learn.epoch / 10
-        self.learn.log(masked_classes=N, n_dependent=len(f.dependent))
+        self.learn.log(amco_masked_classes=N, amco_n_dependent=len(f.dependent))
 
     def after_loss(self):
         learn = self.learn
@@ -418,4 +419,4 @@ class AMCo(BalancingMethod):
         if not self.active: return
         mass = amco_dependence(self.fusion.masked(self.learn.out.unimodal))     # on the masked logits, as BalanceMM
         self.fusion.dependent = {m for m, v in mass.items() if v > self.sigma}
-        self.learn.log(**{f'dependence_mass_{m}': v for m, v in mass.items()})
+        self.learn.log(**{f'amco_dependence_mass_{m}': v for m, v in mass.items()})

@@ -42,8 +42,8 @@ class CosineFusion(ConcatFusion):
 # %% ../../nbs/12_objective_methods.ipynb #f51b6b34
 @register_method('MMCosine', category='objective')
 class MMCosine(BalancingMethod):
-    "Scaled-cosine logits per modality (training, validation and test); publishes the true-class cosine `cos_y_<m>`."
-    max_modalities, needs_unimodal = 3, True
+    "Scaled-cosine logits per modality (training, validation and test); publishes the true-class cosine `mmcosine_cos_y_<m>`."
+    max_modalities, needs_unimodal, log_prefix = 3, True, 'mmcosine'
     def __init__(self, scaling: float = 15.0, **kw):
         super().__init__(**kw); self.scaling = scaling
 
@@ -66,7 +66,7 @@ class MMCosine(BalancingMethod):
     def after_loss(self):
         if not self.active: return
         y = self.learn.batch['label']
-        self.learn.log(**{f'cos_y_{m}': (z.detach().gather(1, y[:, None]) / self.scaling).mean()
+        self.learn.log(**{f'mmcosine_cos_y_{m}': (z.detach().gather(1, y[:, None]) / self.scaling).mean()
                           for m, z in self.learn.out.unimodal.items()})
 
 # %% ../../nbs/12_objective_methods.ipynb #cb468e73
@@ -100,8 +100,8 @@ def _is_batch_dependent(module: nn.Module) -> bool:
 # %% ../../nbs/12_objective_methods.ipynb #996a6180
 @register_method('UMT', category='objective')
 class UMT(BalancingMethod):
-    "Feature distillation from unimodal teachers (trained first through `run`, or given as `teachers`); publishes `distill_<m>`."
-    max_modalities = 3
+    "Feature distillation from unimodal teachers (trained first through `run`, or given as `teachers`); publishes `umt_distill_<m>`."
+    max_modalities, log_prefix = 3, 'umt'
     def __init__(self, scaling: float = 10.0, teacher_checkpoint: str = 'best', teacher_bn: str = 'eval', cache: bool = True,
                  teachers: dict | None = None, **kw):
         super().__init__(**kw)
@@ -122,7 +122,7 @@ class UMT(BalancingMethod):
             out[m] = _encoder_from_state(sd, m, learn.model.encoders[m])
             ep = r.history.epochs
             e = int(ep['acc'].idxmax()) if self.teacher_checkpoint == 'best' and 'acc' in ep else len(ep) - 1
-            learn.log(**{f'teacher_acc_{m}': r.metrics['acc'], f'teacher_epoch_{m}': e})
+            learn.log(**{f'umt_teacher_acc_{m}': r.metrics['acc'], f'umt_teacher_epoch_{m}': e})
         return out
 
     def before_fit(self):
@@ -167,7 +167,7 @@ class UMT(BalancingMethod):
         learn = self.learn
         d = umt_distill_losses(learn.out.features, self.teacher_features(learn.batch))
         learn.loss = learn.loss + self.scaling * sum(d.values())
-        learn.log(**{f'distill_{m}': v for m, v in d.items()})
+        learn.log(**{f'umt_distill_{m}': v for m, v in d.items()})
 
 # %% ../../nbs/12_objective_methods.ipynb #30da3990
 def mbsd_terms(z_a: torch.Tensor, z_v: torch.Tensor, y: torch.Tensor, rs_on: str = 'logits') -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -186,7 +186,7 @@ def mbsd_terms(z_a: torch.Tensor, z_v: torch.Tensor, y: torch.Tensor, rs_on: str
 @register_method('MBSD', category='objective')
 class MBSD(BalancingMethod):
     "Fused + unimodal CE + weighted logit distance + BalanceMM's 'KL' term; publishes `mbsd_rs`, `mbsd_kl`, `mbsd_w`."
-    max_modalities, needs_unimodal = 3, True
+    max_modalities, needs_unimodal, log_prefix = 3, True, 'mbsd'
     def after_loss(self):
         if not self.active: return
         learn, y = self.learn, self.learn.batch['label']
@@ -211,7 +211,7 @@ def cml_loss(z: torch.Tensor, removals: list[torch.Tensor], y: torch.Tensor, lam
 @register_method('CML', category='objective')
 class CML(BalancingMethod):
     "Calibration hinge on removing modalities (shuffled order per epoch); publishes `cml_hinge`."
-    max_modalities, needs_unimodal = 3, True
+    max_modalities, needs_unimodal, log_prefix = 3, True, 'cml'
     def __init__(self, lam: float = 0.1, **kw): super().__init__(**kw); self.lam = lam
 
     def before_epoch(self):
@@ -253,8 +253,8 @@ def pareto_grad(g_mm: torch.Tensor, g_m: torch.Tensor, w: tuple[float, float], g
 # %% ../../nbs/12_objective_methods.ipynb #d45c8b8f
 @register_method('MMPareto', category='objective')
 class MMPareto(BalancingMethod):
-    "Per-encoder Pareto combination of the multimodal and unimodal gradients; publishes `pareto_cos_<m>`, `pareto_w_mm_<m>`."
-    max_modalities, needs_unimodal = 3, True
+    "Per-encoder Pareto combination of the multimodal and unimodal gradients; publishes `mmpareto_cos_<m>`, `mmpareto_w_mm_<m>`."
+    max_modalities, needs_unimodal, log_prefix = 3, True, 'mmpareto'
     def __init__(self, alpha: float = 1.5, heads: str = 'slice', **kw):
         super().__init__(**kw)
         if heads not in ('slice', 'separate'): raise ValueError(f"MMPareto heads must be 'slice' or 'separate', got {heads!r}.")
@@ -291,7 +291,7 @@ class MMPareto(BalancingMethod):
             g_mm, g_m = g_mm_all[i:i + len(ps)], grad(l_uni[m], ps); i += len(ps)
             w0, w1, cos = pareto_weights(torch.cat([g.flatten() for g in g_mm]), torch.cat([g.flatten() for g in g_m]))
             self.grads[m] = (g_mm, g_m, (w0, w1))
-            logs |= {f'pareto_cos_{m}': cos, f'pareto_w_mm_{m}': w0}
+            logs |= {f'mmpareto_cos_{m}': cos, f'mmpareto_w_mm_{m}': w0}
         learn.loss = l_mm + sum(l_uni.values())
         learn.log(**logs)
 
@@ -326,7 +326,7 @@ class ZeroedModel(nn.Module):
 @register_method('GBlending', category='objective')
 class GBlending(BalancingMethod):
     "Weighted fused + unimodal CE, weights from OGR estimates on temporary copies; publishes `gb_weight_<k>`."
-    max_modalities, needs_unimodal = 3, True
+    max_modalities, needs_unimodal, log_prefix = 3, True, 'gb'
     short_schedule = {'super_epoch': 2}
     hparam_aliases = {'method': 'schedule'}     # BalanceMM's --method online|offline
     def __init__(self, schedule: str = 'online', super_epoch: int = 10, **kw):
@@ -405,7 +405,7 @@ def lfm_hypergradient(model, batch, alphas: tuple[float, float], loss_func=F.cro
 @register_method('LFM', category='objective')
 class LFM(BalancingMethod):
     "CE + alignment of unimodal predictions with weights fitted by a per-epoch hyper-gradient; publishes `lfm_alpha_*`."
-    max_modalities, needs_unimodal = 3, True
+    max_modalities, needs_unimodal, log_prefix = 3, True, 'lfm'
     def __init__(self, lr_alpha: float = 1e-4, decay_every: int = 20, hypergrad_scope: str = 'first',
                  align: str = 'kl_mean', alpha_start: float = 0.05, hypergrad_bn: str = 'train', **kw):
         super().__init__(**kw)

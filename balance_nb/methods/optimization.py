@@ -60,7 +60,7 @@ def ogm_coefficients(scores: dict[str, torch.Tensor], alpha: float = 0.3) -> tup
 @register_method('OGM', category='optimization')
 class OGM(BalancingMethod):
     "On-the-fly gradient modulation: scale down (and, for OGM-GE, add noise to) the dominant modality's encoder gradients."
-    max_modalities, needs_unimodal = 3, True
+    max_modalities, needs_unimodal, log_prefix = 3, True, 'ogm'
     short_schedule = {'modulation_starts': 2}
     VARIANTS = ('OGM_GE', 'OGM')
     hparam_aliases = {'method': 'variant'}      # BalanceMM's --method OGM_GE|OGM
@@ -74,8 +74,8 @@ class OGM(BalancingMethod):
     def after_forward(self):
         ratio, coef = ogm_coefficients(ogm_scores(self.learn.out.unimodal, self.learn.batch['label']), self.alpha)
         self.coef = coef if self.active else None
-        self.learn.log(**{f'ratio_{m}': r for m, r in ratio.items()})
-        if self.active: self.learn.log(**{f'coef_{m}': k for m, k in coef.items()})
+        self.learn.log(**{f'ogm_ratio_{m}': r for m, r in ratio.items()})
+        if self.active: self.learn.log(**{f'ogm_coef_{m}': k for m, k in coef.items()})
 
     def after_backward(self):
         if self.coef is None: return
@@ -124,7 +124,7 @@ def agm_coefficients(ratio: dict, ratio_star: dict, alpha: float = 0.1, cap: flo
 @register_method('AGM', category='optimization')
 class AGM(BalancingMethod):
     "Adaptive gradient modulation: per-modality gradient scale from Shapley-like responses vs their running average."
-    max_modalities = 3
+    max_modalities, log_prefix = 3, 'agm'
     order = 60          # after PassCounterCB's before_batch, so its extra forwards are counted in this step's passes
     def __init__(self, alpha: float = 0.1, sign: str = 'balancemm', empty: str = 'exclude', cap: float = 7.,
                  clip: float = 5., scaling: str = 'encoder', modulation_starts: int = 0, modulation_ends: int = 80):
@@ -156,8 +156,8 @@ class AGM(BalancingMethod):
         self.t += 1
         self.tau = {m: self.tau[m] * (self.t - 1) / self.t + scores[m] / self.t for m in scores}
         self.coef = agm_coefficients(ratio, ratio_star, self.alpha, self.cap)
-        self.learn.log(**{f'score_{m}': v for m, v in scores.items()}, **{f'coef_{m}': v for m, v in self.coef.items()},
-                       **{f'running_score_{m}': v for m, v in self.tau.items()})
+        self.learn.log(**{f'agm_score_{m}': v for m, v in scores.items()}, **{f'agm_coef_{m}': v for m, v in self.coef.items()},
+                       **{f'agm_running_score_{m}': v for m, v in self.tau.items()})
 
     def before_batch(self):
         self.coef = None
@@ -221,7 +221,7 @@ def pmr_weights(score0: float, score1: float, alpha: float = 0.6) -> tuple[float
 @register_method('PMR', category='optimization')
 class PMR(BalancingMethod):
     "Prototypical modal rebalance: prototype cross-entropy for the weaker modality (prototypes refreshed every epoch)."
-    max_modalities = 3
+    max_modalities, log_prefix = 3, 'pmr'
     def __init__(self, alpha: float = 0.6, momentum_coef: float = 0.5, proto_fraction: float = 0.1, eta: float = 0.01,
                  modulation_starts: int = 0, modulation_ends: int = 80):
         super().__init__(modulation_starts, modulation_ends)
@@ -254,21 +254,21 @@ class PMR(BalancingMethod):
         learn, mods, y = self.learn, self.learn.model.modalities, self.learn.batch['label']
         sims = {m: prototype_logits(learn.out.features[m], self.protos[m]) for m in mods}
         sc = {m: prototype_score(sims[m], y) for m in mods}
-        learn.log(**{f'proto_score_{m}': v for m, v in sc.items()})
+        learn.log(**{f'pmr_proto_score_{m}': v for m, v in sc.items()})
         self.coef = None
         if len(mods) == 3:                  # BalanceMM's extension: OGM-GE-style gradient coefficients, no extra loss
             low = min(float(v) for v in sc.values())
             ratio = {m: float(v) / low for m, v in sc.items()}
-            learn.log(**{f'proto_ratio_{m}': r for m, r in ratio.items()})
+            learn.log(**{f'pmr_proto_ratio_{m}': r for m, r in ratio.items()})
             if self.active:
                 self.coef = {m: 1 - math.tanh(self.eta * r) if r > 1 else 1. for m, r in ratio.items()}
-                learn.log(**{f'coef_{m}': k for m, k in self.coef.items()})
+                learn.log(**{f'pmr_coef_{m}': k for m, k in self.coef.items()})
             return
         a, b = mods
         beta, lam = pmr_weights(sc[a].item(), sc[b].item(), self.alpha)
-        learn.log(proto_ratio=sc[a] / sc[b])
+        learn.log(pmr_proto_ratio=sc[a] / sc[b])
         if not self.active: return
-        learn.log(beta=beta, lam=lam)
+        learn.log(pmr_beta=beta, pmr_lam=lam)
         if beta: learn.loss = learn.loss + beta * F.cross_entropy(sims[a], y)
         if lam: learn.loss = learn.loss + lam * F.cross_entropy(sims[b], y)
 
@@ -312,7 +312,7 @@ def move_towards(params, init, w: float):
 @register_method('ReLearning', category='optimization')
 class ReLearning(BalancingMethod):
     "Diagnose over-fitting per modality by the train/validation KMeans-purity gap; move encoders back towards init."
-    max_modalities = 3
+    max_modalities, log_prefix = 3, 'relearning'
     short_schedule = {'reinit_epoch': 2}
     def __init__(self, move_lambda: float = 3., reinit_epoch: int = 15, reinit_num: int = 2,
                  modulation_starts: int = 0, modulation_ends: int = 80):
@@ -347,7 +347,7 @@ class ReLearning(BalancingMethod):
             pt, pv = cluster_purity(ft[m], yt, C), cluster_purity(fv[m], yv, C)
             w = reinit_weight(abs(pt - pv), self.move_lambda)
             move_towards(learn.model.modality_params(m), self.init[m], w)
-            out |= {f'purity_train_{m}': pt, f'purity_valid_{m}': pv, f'purity_gap_{m}': abs(pt - pv), f'reinit_weight_{m}': w}
+            out |= {f'relearning_purity_train_{m}': pt, f'relearning_purity_valid_{m}': pv, f'relearning_purity_gap_{m}': abs(pt - pv), f'relearning_reinit_weight_{m}': w}
         self.n_done += 1
         learn.log(**out)
 
@@ -382,7 +382,7 @@ def reconcile_loss(o: torch.Tensor, pre: torch.Tensor, mode: str = 'detached') -
 @register_method('ReconBoost', category='optimization')
 class ReconBoost(BalancingMethod):
     "Alternating per-modality boosting stages + a global stage each epoch, on a shared head with a learnable boost rate."
-    max_modalities = 3
+    max_modalities, log_prefix = 3, 'reconboost'
     def __init__(self, alpha: float = 0.5, T_epochs: int = 1, weight1: float = 5., weight2: float = 1.,
                  boost_rate: float = 0.01, reconcile: str = 'detached', modulation_starts: int = 0, modulation_ends: int = 80):
         super().__init__(modulation_starts, modulation_ends)
@@ -413,7 +413,7 @@ class ReconBoost(BalancingMethod):
             pre = mods[mods.index(m) - 1]
             loss = loss + self.alpha * reconcile_loss(out.unimodal[m], out.unimodal[pre], self.reconcile)
         learn.loss = loss
-        learn.log(**{f'boost_loss_{m}': loss})
+        learn.log(**{f'reconboost_loss_{m}': loss})
         learn.backward(); learn.step()
 
     def _pass(self, stage):
@@ -435,7 +435,7 @@ class ReconBoost(BalancingMethod):
 
     def after_train(self):
         if self.active: self.boosted_epochs += 1
-        self.learn.log(boost_rate=self.learn.model.fusion.boost_rate)
+        self.learn.log(reconboost_rate=self.learn.model.fusion.boost_rate)
 
     def state_dict(self): return {'boosted_epochs': self.boosted_epochs}
     def load_state_dict(self, d): self.boosted_epochs = d['boosted_epochs']
