@@ -1,11 +1,13 @@
-"""GPU check: one epoch of the CREMA-D configuration (two ResNet-18s, concat fusion) on a CREMA-D-sized fabricated tree.
+"""GPU check: one epoch of the CREMA-D configuration (two ResNet-18s, concat fusion) on a CREMA-D-sized fabricated tree,
+for each method and arithmetic asked (fp32 vs bf16 mixed precision, `--precision` of the CLI).
 
 The tree is laid out exactly as the CREMAD loader documents (real OGM-GE clip names, FSDD recordings turned into
 OGM-GE's 257 x 188 log-STFT spectrograms, MNIST digits as 224 x 224 frames), and training goes through the same
-`balance_nb.experiment.run` as the CLI. It reports the time per step and the peak GPU memory.
+`balance_nb.experiment.run` as the CLI. It reports samples per second, the time per step and the peak GPU memory.
 
     python benchmarks/gpu_check.py                 # device: cuda when available, else cpu
     python benchmarks/gpu_check.py --cpu --small   # a quick CPU run (64 x 64 frames, 2 clips per emotion)
+    python benchmarks/gpu_check.py --trainers baseline,OGM,MMPareto --precisions 32,bf16 --md benchmarks/gpu_check.md
 """
 import argparse, json, sys, tempfile, time
 from pathlib import Path
@@ -26,6 +28,9 @@ def main(argv=None):
     p.add_argument('--batch-size', type=int, default=32, help='BalanceMM default 32')
     p.add_argument('--workers', type=int, default=0, help='loader worker processes')
     p.add_argument('--root', default=None, help='reuse / write the fabricated tree here (default: a temp folder)')
+    p.add_argument('--trainers', default='baseline', help='comma-separated methods to time (e.g. baseline,OGM,MMPareto)')
+    p.add_argument('--precisions', default='32', help='comma-separated: 32, bf16, fp16')
+    p.add_argument('--md', default=None, help='also write the throughput table (markdown) to this file')
     a = p.parse_args(argv)
     device = 'cpu' if a.cpu or not torch.cuda.is_available() else 'cuda'
     n = a.clips_per_emotion or (2 if a.small else 16)
@@ -37,16 +42,33 @@ def main(argv=None):
     t_fab = time.perf_counter() - t0
     ds = CREMAD('train', root=root, image_size=size)
     print(f"device {device} ({torch.cuda.get_device_name() if device == 'cuda' else 'cpu'}); {ds}; fabricated in {t_fab:.1f} s")
-    if device == 'cuda': torch.cuda.reset_peak_memory_stats()
-    r = run(RunConfig(trainer='baseline', dataset='CREMAD', epochs=1, batch_size=a.batch_size, device=device, out=None,
-                      dataset_args={'root': str(root), 'image_size': size, 'num_workers': a.workers}), progress=False)
-    m = r.metrics
-    report = {'device': device, 'train_samples': len(ds), 'input_shapes': {k: list(v) for k, v in ds.input_shapes.items()},
-              'batch_size': a.batch_size, 'steps': len(r.history.steps), 'seconds_per_step': m['seconds_per_step'],
-              'train_seconds': m['train_seconds'], 'test_acc': m['acc'],
-              'peak_gpu_mib': torch.cuda.max_memory_allocated() / 2**20 if device == 'cuda' else None}
-    print(json.dumps(report, indent=1))
-    assert report['steps'] >= 1 and all(torch.isfinite(torch.tensor(r.history.steps['loss'].values)))
+    rows = []
+    for trainer in a.trainers.split(','):
+        for precision in a.precisions.split(','):
+            if device == 'cuda': torch.cuda.reset_peak_memory_stats()
+            r = run(RunConfig(trainer=trainer, dataset='CREMAD', epochs=1, batch_size=a.batch_size, device=device, out=None,
+                              precision=precision, hparams={'modulation_starts': 0} if trainer == 'OGM' else {},
+                              dataset_args={'root': str(root), 'image_size': size, 'num_workers': a.workers}), progress=False)
+            m = r.metrics
+            report = {'trainer': trainer, 'precision': precision, 'device': device, 'train_samples': len(ds),
+                      'input_shapes': {k: list(v) for k, v in ds.input_shapes.items()}, 'batch_size': a.batch_size,
+                      'steps': len(r.history.steps), 'seconds_per_step': m['seconds_per_step'],
+                      'samples_per_second': a.batch_size / m['seconds_per_step'], 'train_seconds': m['train_seconds'],
+                      'test_acc': m['acc'], 'peak_gpu_mib': torch.cuda.max_memory_allocated() / 2**20 if device == 'cuda' else None}
+            print(json.dumps(report, indent=1))
+            assert report['steps'] >= 1 and all(torch.isfinite(torch.tensor(r.history.steps['loss'].values)))
+            rows.append(report)
+    table = ['| method | precision | samples/s | ms/step | peak GPU MiB |', '|---|---|---:|---:|---:|']
+    for r in rows:
+        peak = '–' if r['peak_gpu_mib'] is None else f"{r['peak_gpu_mib']:.0f}"
+        table.append(f"| {r['trainer']} | {r['precision']} | {r['samples_per_second']:.1f} | {1000 * r['seconds_per_step']:.0f} | {peak} |")
+    print('\n'.join(table))
+    if a.md:
+        head = (f"# GPU check: two ResNet-18s on a fabricated CREMA-D tree\n\nDevice: {device} "
+                f"({torch.cuda.get_device_name() if device == 'cuda' else 'CPU, ' + str(torch.get_num_threads()) + ' threads'}), "
+                f"torch {torch.__version__}; {len(ds)} training clips, frames {size} px, batch {a.batch_size}, one epoch per row; "
+                f"measured {time.strftime('%Y-%m-%d %H:%M')} by `python benchmarks/gpu_check.py {' '.join(argv or sys.argv[1:])}`.\n\n")
+        Path(a.md).write_text(head + '\n'.join(table) + '\n')
     return 0
 
 
