@@ -53,7 +53,7 @@ def main(argv=None):
             report = {'trainer': trainer, 'precision': precision, 'device': device, 'train_samples': len(ds),
                       'input_shapes': {k: list(v) for k, v in ds.input_shapes.items()}, 'batch_size': a.batch_size,
                       'steps': len(r.history.steps), 'seconds_per_step': m['seconds_per_step'],
-                      'samples_per_second': a.batch_size / m['seconds_per_step'], 'train_seconds': m['train_seconds'],
+                      'samples_per_second': len(ds) / len(r.history.steps) / m['seconds_per_step'], 'train_seconds': m['train_seconds'],
                       'test_acc': m['acc'], 'peak_gpu_mib': torch.cuda.max_memory_allocated() / 2**20 if device == 'cuda' else None}
             print(json.dumps(report, indent=1))
             assert report['steps'] >= 1 and all(torch.isfinite(torch.tensor(r.history.steps['loss'].values)))
