@@ -98,7 +98,7 @@ def methods_by_category() -> dict[str, list[str]]:
     return out
 
 def method_aliases() -> dict[str, str]:
-    "alias → the first name its method was registered under (e.g. ModalityValuation → Sample)."
+    "alias → the first name its method was registered under (e.g. Sample → ModalityValuation)."
     load_methods()
     first = {}
     for n in METHODS.names(): first.setdefault(id(METHODS[n]), n)
@@ -149,7 +149,8 @@ class RunConfig:
         load_methods()
         for f in ('trainer', 'dataset', 'fusion'):
             if not isinstance(getattr(self, f), str): raise ConfigError(f"{f}={getattr(self, f)!r}: expected a name (str).")
-        c = dataclasses.replace(self, trainer=METHODS.resolve(self.trainer), dataset=DATASETS.resolve(DATASET_ALIASES.get(self.dataset, self.dataset)),
+        name = METHODS.resolve(self.trainer)                   # an alias (Sample) is stored as its method's name
+        c = dataclasses.replace(self, trainer=method_aliases().get(name, name), dataset=DATASETS.resolve(DATASET_ALIASES.get(self.dataset, self.dataset)),
                                 fusion=FUSIONS.resolve(balancemm_model(self.fusion)))
         if c.epochs is None: c.epochs = DATASETS.meta(c.dataset).get('epochs', 30)
         if str(c.precision) not in PRECISIONS:
@@ -711,7 +712,7 @@ METHOD_FLAGS = {
     'alpha': float, 'eta': float, 'lam': float, 'scaling': float, 'sigma': float, 'eps': float, 'T_epochs': int,
     'weight1': float, 'weight2': float, 'q_base': float, 'p_exe': float, 'part_ratio': float, 'momentum': float,
     'super_epoch': int, 'move_lambda': float, 'reinit_epoch': int, 'reinit_num': int, 'lr_alpha': float,
-    'window_size': int, 'method': str, 'modulation_starts': int, 'modulation_ends': int, 'modality': str,
+    'window_size': int, 'method': str, 'level': str, 'schedule': str, 'variant': str, 'modulation_starts': int, 'modulation_ends': int, 'modality': str,
     'probe_checkpoint': str}
 FLAG_TO_HPARAM = {'momentum': 'momentum_coef'}
 DATASET_FLAGS = {'audio_snr_db': float, 'image_pool': int, 'image_noise': float, 'image_source': str,
