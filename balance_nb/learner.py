@@ -244,6 +244,13 @@ def valid_step(self: Learner):
 
 # %% ../nbs/03_learner.ipynb #ec17a8ca
 @patch
+def close_loaders(self: Learner):
+    "Stop the worker processes of the training and validation loaders (those that have a `close`)."
+    for dl in (self.train_dl, self.valid_dl):
+        if callable(getattr(dl, 'close', None)): dl.close()
+
+# %% ../nbs/03_learner.ipynb #a9878dc3
+@patch
 def fit(self: Learner, n_epochs: int, resume_from: str | Path | None = None):
     "Train for `n_epochs` epochs (in total: a resumed run continues where its checkpoint stopped)."
     self.step_owner                               # two callbacks that replace the step: refused before anything changes
@@ -258,7 +265,7 @@ def fit(self: Learner, n_epochs: int, resume_from: str | Path | None = None):
             self.run_stage('epoch', self.one_epoch)
     except CancelFit: pass
     finally:
-        self('after_fit'); self('cleanup_fit')
+        self('after_fit'); self('cleanup_fit'); self.close_loaders()
     return self
 
 # %% ../nbs/03_learner.ipynb #b8ead714
