@@ -128,7 +128,7 @@ def _run_one(config: RunConfig, store_path: str, weights: bool = False, device: 
     "Train `config` into the store at `store_path` (keeping its weights if `weights`) on `device` (default: this worker's)."
     device = device or _WORKER_DEVICE
     if device is not None: config = dataclasses.replace(config, device=device)
-    try: return {'metrics': run(config, store=ResultStore(store_path, weights=weights), progress=False).metrics,
+    try: return {'metrics': run(config, store=ResultStore(store_path, weights=weights), progress=False, live=False).metrics,
                  'device': config.device, 'pid': os.getpid()}
     except Exception as e:   # one broken run is reported in the results, the sweep goes on
         return {'error': f"{type(e).__name__}: {e}", 'device': config.device, 'pid': os.getpid()}
