@@ -97,6 +97,7 @@ class EpochLoader:
             raise ValueError(f"num_workers={num_workers!r}: expected a whole number >= 0 (0: load in this process).")
         self.drop_last, self.num_workers, self.pin_memory, self.epoch = drop_last, num_workers, pin_memory, 0
         self._dl, self._dl_key, self._active = None, None, False
+        self.rank, self.world_size = 0, 1     # data-parallel training (33_distributed): this process's share of each batch
 
     def set_epoch(self, epoch: int):
         "Set the epoch (shuffle order); datasets with random per-epoch draws (`set_epoch`) are told too."
@@ -126,6 +127,7 @@ class EpochLoader:
     def __iter__(self):
         chunks = list(self._order().split(self.bs))
         if self.drop_last and chunks and len(chunks[-1]) < self.bs: chunks = chunks[:-1]
+        if self.world_size > 1: chunks = [c.tensor_split(self.world_size)[self.rank] for c in chunks]
         if self.num_workers == 0:                          # in this process: the dataset as it is now
             if getattr(self.dataset, 'batch_indexable', False): batches = (self.dataset[c.tolist()] for c in chunks)
             else: batches = torch.utils.data.DataLoader(self.dataset, batch_sampler=[c.tolist() for c in chunks])

@@ -20,6 +20,7 @@ from .metrics import EvalCB, GradNormCB, PassCounterCB, evaluate, complexity
 from .methods.objective import BestStateCB
 from .analysis import save_history_plots, LivePlotCB, live_default
 from .diagnosis import probe_accuracy
+from .distributed import init_distributed, DataParallelCB, check_ddp
 
 # %% auto #0
 __all__ = ['CATEGORIES', 'DATASET_MODULES', 'PLUGIN_GROUP', 'BALANCEMM_MODELS', 'DATASET_ALIASES', 'POSITIVE', 'NON_NEGATIVE',
@@ -478,9 +479,10 @@ def run_dir_for(c: RunConfig) -> Path | None:
     return None if c.out is None else Path(c.out)/f"{c.trainer}-{c.dataset}-s{c.seed}-{c.key()}"
 
 # %% ../nbs/06_experiment.ipynb #962b3e12
-def recorded_environment() -> dict:
-    "What changes the floats of a run without being part of its configuration: torch's version and thread count."
-    return {'torch_version': str(torch.__version__), 'torch_threads': torch.get_num_threads()}
+def recorded_environment(world_size: int = 1, batch_size: int | None = None) -> dict:
+    "What changes the floats of a run without being part of its configuration: torch's version, threads, processes."
+    return {'torch_version': str(torch.__version__), 'torch_threads': torch.get_num_threads(), 'world_size': world_size} | (
+        {} if batch_size is None else {'global_batch_size': batch_size, 'batch_size_per_process': batch_size / world_size})
 
 def _write_history(history, rd):
     history.epochs.to_csv(rd/'history.csv', index=False); history.steps.to_csv(rd/'steps.csv', index=False)
@@ -541,20 +543,23 @@ def run(config: RunConfig | None = None, cbs=(), store: ResultStore | str | None
     c = dataclasses.replace(config or RunConfig(), **overrides).resolved()
     if tensorboard: TensorBoardCB.require()                  # a missing package is said before any data is loaded
     store = ResultStore(store) if isinstance(store, (str, Path)) else store
+    rank, world, device = init_distributed(c.device)   # under torchrun: this process's rank and GPU (33_distributed)
     if store is not None and not retrain and (hit := store.get(c)) is not None:
         metrics, hist = hit
         if reference and not any(k.startswith('alone_acc_') for k in metrics):
-            metrics |= unimodal_references(c, store); store.put(c, metrics, hist)
+            metrics |= unimodal_references(c, store)
+            if rank == 0: store.put(c, metrics, hist)
         return RunResult(c, metrics, hist, run_dir_for(c), cached=True, store=store)
     set_seed(c.seed)
-    device = get_device(c.device)
+    method = make_method(c.trainer, c.hparams, c.epochs)
+    if world > 1: check_ddp([method])              # a method not exact in several processes is refused (33_distributed)
     splits = {s: build_dataset(c.dataset, s, **c.dataset_args) for s in ('train', 'valid', 'test')}
     skipped = {s: [why for _, why in getattr(d, 'skipped', [])] for s, d in splits.items()}   # on_error=skip dropped these
-    method = make_method(c.trainer, c.hparams, c.epochs)
     model = build_model(splits['train'], c.fusion, c.encoders, c.feature_dim)
-    rd = run_dir_for(c)
+    rd = run_dir_for(c) if rank == 0 else None    # one run folder, written by process 0 only
     std = [EvalCB(), GradNormCB(), PassCounterCB()] + ([CheckpointCB(rd/'checkpoints'), RunFilesCB(rd)] if rd else [])
-    if tensorboard: std.append(TensorBoardCB(rd/'tensorboard' if rd else Path('runs')/'tensorboard'/c.key()))
+    if tensorboard and rank == 0: std.append(TensorBoardCB(rd/'tensorboard' if rd else Path('runs')/'tensorboard'/c.key()))
+    if world > 1: std.append(DataParallelCB()); progress = False if rank else progress
     if live_default() if live is None else live: std.append(LivePlotCB(f"{c.trainer} on {c.dataset} (seed {c.seed})", quiet=False))
     best = BestStateCB()                             # the best-validation weights: RunResult.best_state, and the store's
     std.append(best)
@@ -564,10 +569,11 @@ def run(config: RunConfig | None = None, cbs=(), store: ResultStore | str | None
                     step_size=c.step_size, gamma=c.gamma, device=device, progress=progress, precision=c.precision)
     learn.config, learn.datasets, learn.store = c, splits, store
     learn.teacher_run = lambda m, checkpoint='best': teacher_run(c, m, checkpoint, store)    # the service UMT uses
+    env = recorded_environment(world, c.batch_size)
     if rd:
         rd.mkdir(parents=True, exist_ok=True)
-        (rd/'config.yaml').write_text(yaml.safe_dump(json.loads(json.dumps(asdict(c), default=str)) | {'recorded': recorded_environment()}, sort_keys=False))
-    ckpt = rd/'checkpoints'/'last.pt' if rd else None
+        (rd/'config.yaml').write_text(yaml.safe_dump(json.loads(json.dumps(asdict(c), default=str)) | {'recorded': env}, sort_keys=False))
+    ckpt = run_dir_for(c)/'checkpoints'/'last.pt' if run_dir_for(c) else None     # every process resumes from it
     t0 = time.perf_counter()
     try:
         learn.fit(c.epochs, resume_from=ckpt if resume and ckpt and ckpt.exists() else None)
@@ -578,9 +584,9 @@ def run(config: RunConfig | None = None, cbs=(), store: ResultStore | str | None
     metrics |= {f'skipped_{s}': len(v) for s, v in skipped.items() if v}
     if rd and any(skipped.values()): (rd/'skipped.txt').write_text(''.join(f'{s}\t{why}\n' for s, v in skipped.items() for why in v))
     if rd:
-        (rd/'metrics.json').write_text(json.dumps(metrics | {'recorded': recorded_environment()}, indent=1))
+        (rd/'metrics.json').write_text(json.dumps(metrics | {'recorded': env}, indent=1))
         save_history_plots(learn.history, rd, f"{c.trainer} on {c.dataset} (seed {c.seed})")
-    if store is not None: store.put(c, metrics, learn.history, {'last': learn.model.state_dict(), 'best': best.state})
+    if store is not None and rank == 0: store.put(c, metrics, learn.history, {'last': learn.model.state_dict(), 'best': best.state})
     return RunResult(c, metrics, learn.history, rd, learn, store=store, best_state=best.state)
 
 # %% ../nbs/06_experiment.ipynb #6bf52d5e
@@ -780,9 +786,10 @@ def cli_device(s: str) -> str:
     "BalanceMM's `--device 0` → 'cuda:0'; several GPUs (`0,1`) are refused with what to do instead."
     ids = [x.strip() for x in s.split(',')]
     if len(ids) > 1:
-        raise CLIError(f"--device {s}: one balance_nb run trains on one device; {len(ids)} GPUs were named. Multi-GPU "
-                       f"training of one run (torchrun/DDP) is not available yet. Use one GPU (--device {ids[0]}), or train "
-                       f"several runs at once, one per GPU: python -m balance_nb sweep --devices {s} ...")
+        raise CLIError(f"--device {s}: one process trains on one device, and {len(ids)} GPUs were named. To train this run "
+                       f"on {len(ids)} GPUs, start one process per GPU with torchrun: torchrun --nproc_per_node {len(ids)} "
+                       f"-m balance_nb <the same flags> --device cuda (CUDA_VISIBLE_DEVICES={s} picks the GPUs; see "
+                       f"33_distributed). To train several runs at once, one per GPU: python -m balance_nb sweep --devices {s} ...")
     return f'cuda:{ids[0]}' if ids[0].isdigit() else s
 
 def config_from_args(a) -> RunConfig:
@@ -828,7 +835,7 @@ def main(argv=None) -> int:
     except (CLIError, UnknownNameError, ValueError, MissingDataError) as e:   # user errors: message, exit 2
         print(f"error: {e}", file=sys.stderr); return 2
     except NonFiniteLossError as e: print(f"error: {e}", file=sys.stderr); return 1
-    print(format_summary(result))
+    if int(os.environ.get('RANK', '0')) == 0: print(format_summary(result))      # under torchrun: once
     return 0
 
 def eval_main(argv=None) -> int:

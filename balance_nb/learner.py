@@ -122,6 +122,7 @@ class Learner:
         self.cbs, self.history = [], History()
         self.epoch, self.iter, self.n_iter, self.training, self.in_batch = 0, 0, 0, False, False
         self.step_row, self.epoch_row = {}, {}     # the rows `log` fills now (this batch's, this epoch's)
+        self.ddp = None                            # the model wrapped in DistributedDataParallel (33_distributed)
         self.add_cbs([TimingCB(), NonFiniteLossCB(), ProgressCB(), *cbs])
 
     def add_cbs(self, cbs):
@@ -304,7 +305,8 @@ def _scaled_step(self: Learner):
 def forward(self: Learner, batch=None, drop=()) -> MMOutput:
     "Model output on `batch` (default: the current batch); fires `after_forward` for the current batch."
     own = batch is None
-    with self.autocast(): out = self.model(self.batch if own else batch, drop=drop)
+    ddp = own and not drop and self.ddp is not None and self.training and torch.is_grad_enabled()
+    with self.autocast(): out = (self.ddp if ddp else self.model)(self.batch if own else batch, drop=drop)
     if self.mixed: out = float32_output(out)
     if own: self.out = out; self('after_forward')
     return out
@@ -391,6 +393,7 @@ class BalancingMethod(Callback):
     "Base class of the balancing methods: modulation window, modality-count and fusion checks."
     category, max_modalities, needs_unimodal = 'none', 3, False
     short_schedule: dict = {}   # defaults for runs shorter than 30 epochs (BalanceMM's epoch counts assume 30)
+    ddp = False                 # exact when trained in several processes (torchrun; 33_distributed), else refused there
     def __init__(self, modulation_starts: int = 0, modulation_ends: int = 80):
         self.modulation_starts, self.modulation_ends = modulation_starts, modulation_ends
 
@@ -431,12 +434,12 @@ def register_method(name: str, category: str, replace: bool = False, **meta):
 @register_method('baseline', category='baseline', max_modalities=6)
 class Baseline(BalancingMethod):
     "Plain cross-entropy on the fused logits."
-    max_modalities = 6
+    max_modalities, ddp = 6, True
 
 @register_method('unimodal', category='baseline', max_modalities=6)
 class Unimodal(BalancingMethod):
     "Train a model restricted to one `modality`."
-    max_modalities = 6
+    max_modalities, ddp = 6, True
     def __init__(self, modality: str | None = None, **kw):
         super().__init__(**kw); self.modality = modality
     def before_fit(self):

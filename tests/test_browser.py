@@ -13,7 +13,7 @@ try:
     from playwright.sync_api import sync_playwright, expect
 except ImportError: sync_playwright = None
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow,
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.xdist_group('browser'),   # one worker: one JupyterLab
               pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (apt-get install -y chromium, or bash setup.sh)"),
               pytest.mark.skipif(sync_playwright is None, reason="the playwright Python package is not installed (pip install -e '.[dev]')")]
 

@@ -13,6 +13,7 @@ from ..core import *
 from ..learner import BalancingMethod, register_method, MethodConfigError
 from ..models import SharedHeadFusion, encode_loader
 from ..metrics import coalitions
+from ..distributed import sum_over_ranks
 
 # %% auto #0
 __all__ = ['MODULATED', 'AGM_SIGNS', 'AGM_EMPTY', 'AGM_SCALING', 'RECONCILE', 'modulated_params', 'ogm_scores',
@@ -60,7 +61,7 @@ def ogm_coefficients(scores: dict[str, torch.Tensor], alpha: float = 0.3) -> tup
 @register_method('OGM', category='optimization')
 class OGM(BalancingMethod):
     "On-the-fly gradient modulation: scale down (and, for OGM-GE, add noise to) the dominant modality's encoder gradients."
-    max_modalities, needs_unimodal, log_prefix = 3, True, 'ogm'
+    max_modalities, needs_unimodal, log_prefix, ddp = 3, True, 'ogm', True
     short_schedule = {'modulation_starts': 2}
     VARIANTS = ('OGM_GE', 'OGM')
     hparam_aliases = {'method': 'variant'}      # BalanceMM's --method OGM_GE|OGM
@@ -72,7 +73,9 @@ class OGM(BalancingMethod):
         self.alpha, self.variant, self.which, self.coef = alpha, variant, which, None
 
     def after_forward(self):
-        ratio, coef = ogm_coefficients(ogm_scores(self.learn.out.unimodal, self.learn.batch['label']), self.alpha)
+        scores = ogm_scores(self.learn.out.unimodal, self.learn.batch['label'])
+        scores = dict(zip(scores, sum_over_ranks(self.learn, torch.stack(list(scores.values()))).unbind()))  # whole batch's
+        ratio, coef = ogm_coefficients(scores, self.alpha)
         self.coef = coef if self.active else None
         self.learn.log(**{f'ogm_ratio_{m}': r for m, r in ratio.items()})
         if self.active: self.learn.log(**{f'ogm_coef_{m}': k for m, k in coef.items()})
