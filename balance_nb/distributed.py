@@ -16,8 +16,8 @@ __all__ = ['torchrun_env', 'init_distributed', 'sum_over_ranks', 'check_ddp', 'd
 
 # %% ../nbs/33_distributed.ipynb #bd3e12c2
 def torchrun_env() -> dict | None:
-    "This process's `rank`, `world_size` and `local_rank` as torchrun sets them; None in a single process."
-    if int(os.environ.get('WORLD_SIZE', '1')) <= 1: return None
+    "This process's `rank`, `world_size` and `local_rank` as torchrun sets them; None when not started by torchrun."
+    if 'WORLD_SIZE' not in os.environ: return None
     try: return {k: int(os.environ[v]) for k, v in (('rank', 'RANK'), ('world_size', 'WORLD_SIZE'), ('local_rank', 'LOCAL_RANK'))}
     except KeyError as e:
         raise MethodConfigError(f"WORLD_SIZE is set but {e.args[0]} is not: start several processes with torchrun "
@@ -25,7 +25,7 @@ def torchrun_env() -> dict | None:
 
 # %% ../nbs/33_distributed.ipynb #be0d154f
 def init_distributed(device='auto') -> tuple[int, int, torch.device]:
-    "(rank, world size, device) of this process, joining torchrun's process group once; (0, 1, device) in one process."
+    "(rank, world size, device) of this process, joining torchrun's process group once; (0, 1, device) without torchrun."
     dev, env = get_device(device), torchrun_env()
     if env is None: return 0, 1, dev
     if dev.type == 'cuda':
@@ -83,7 +83,9 @@ class DataParallelCB(Callback):
                                     f"least {self.world} whose last batch of an epoch ({self.n} samples) is not smaller.")
         dl.rank, dl.world_size, self.complete = self.rank, self.world, False
         learn.model.to(learn.device)
-        learn.ddp = DistributedDataParallel(learn.model, device_ids=[learn.device.index] if learn.device.type == 'cuda' else None)
+        unused = any(getattr(cb, 'ddp_unused_parameters', False) for cb in learn.cbs)   # e.g. MMCosine's head bias
+        learn.ddp = DistributedDataParallel(learn.model, device_ids=[learn.device.index] if learn.device.type == 'cuda' else None,
+                                            find_unused_parameters=unused)
 
     def before_batch(self):
         learn = self.learn
@@ -95,14 +97,15 @@ class DataParallelCB(Callback):
     def after_loss(self):
         learn = self.learn
         if not learn.training: return
-        self.local_sum = learn.loss.detach().float() * self.n_local       # this process's summed loss
+        learn.step_row.setdefault('loss', learn.loss.item())            # this slice's mean loss, before weighting
         if self.weight != 1: learn.loss = learn.loss * self.weight
 
     def after_batch(self):
-        learn = self.learn
-        if learn.training and getattr(self, 'local_sum', None) is not None:
-            learn.step_row['loss'] = (sum_over_ranks(learn, self.local_sum) / self.n_global).item()
-        self.local_sum = None
+        learn, row = self.learn, self.learn.step_row
+        if not learn.training: return
+        keys = sorted(k for k, v in row.items() if k not in ('epoch', 'iter') and isinstance(v, (int, float)) and not isinstance(v, bool))
+        share = torch.tensor([float(row[k]) for k in keys], dtype=torch.float64, device=learn.device) * (self.n_local / self.n_global)
+        row.update(zip(keys, sum_over_ranks(learn, share).tolist()))   # the whole batch's numbers
 
     def after_epoch(self): self.complete = self.learn.epoch == self.learn.n_epochs - 1
 

@@ -20,7 +20,7 @@ from .metrics import EvalCB, GradNormCB, PassCounterCB, evaluate, complexity
 from .methods.objective import BestStateCB
 from .analysis import save_history_plots, LivePlotCB, live_default
 from .diagnosis import probe_accuracy
-from .distributed import init_distributed, DataParallelCB, check_ddp
+from .distributed import init_distributed, torchrun_env, DataParallelCB, check_ddp
 
 # %% auto #0
 __all__ = ['CATEGORIES', 'DATASET_MODULES', 'PLUGIN_GROUP', 'BALANCEMM_MODELS', 'DATASET_ALIASES', 'POSITIVE', 'NON_NEGATIVE',
@@ -463,6 +463,12 @@ class RunResult:
         learn.model.load_state_dict(sd)
         return learn.model.eval()
 
+    def retire_live_figure(self, note: str | None = None) -> RunResult:
+        "Replace this run's live training figure (if it drew one) by a one-line note, when a figure of the finished run follows."
+        for cb in getattr(self.learner, 'cbs', ()):
+            if isinstance(cb, LivePlotCB): cb.retire(*([note] if note else []))
+        return self
+
 def make_method(trainer: str, hparams: dict, epochs: int | None = None) -> BalancingMethod:
     "The callback of method `trainer` with `hparams` (+ its `short_schedule` for runs under 30 epochs)."
     cls = load_methods()[trainer]
@@ -544,6 +550,7 @@ def run(config: RunConfig | None = None, cbs=(), store: ResultStore | str | None
     if tensorboard: TensorBoardCB.require()                  # a missing package is said before any data is loaded
     store = ResultStore(store) if isinstance(store, (str, Path)) else store
     rank, world, device = init_distributed(c.device)   # under torchrun: this process's rank and GPU (33_distributed)
+    parallel = torchrun_env() is not None               # under torchrun (any number of processes): data-parallel
     if store is not None and not retrain and (hit := store.get(c)) is not None:
         metrics, hist = hit
         if reference and not any(k.startswith('alone_acc_') for k in metrics):
@@ -552,14 +559,14 @@ def run(config: RunConfig | None = None, cbs=(), store: ResultStore | str | None
         return RunResult(c, metrics, hist, run_dir_for(c), cached=True, store=store)
     set_seed(c.seed)
     method = make_method(c.trainer, c.hparams, c.epochs)
-    if world > 1: check_ddp([method])              # a method not exact in several processes is refused (33_distributed)
+    if parallel: check_ddp([method])              # a method not exact in several processes is refused (33_distributed)
     splits = {s: build_dataset(c.dataset, s, **c.dataset_args) for s in ('train', 'valid', 'test')}
     skipped = {s: [why for _, why in getattr(d, 'skipped', [])] for s, d in splits.items()}   # on_error=skip dropped these
     model = build_model(splits['train'], c.fusion, c.encoders, c.feature_dim)
     rd = run_dir_for(c) if rank == 0 else None    # one run folder, written by process 0 only
     std = [EvalCB(), GradNormCB(), PassCounterCB()] + ([CheckpointCB(rd/'checkpoints'), RunFilesCB(rd)] if rd else [])
     if tensorboard and rank == 0: std.append(TensorBoardCB(rd/'tensorboard' if rd else Path('runs')/'tensorboard'/c.key()))
-    if world > 1: std.append(DataParallelCB()); progress = False if rank else progress
+    if parallel: std.append(DataParallelCB()); progress = False if rank else progress
     if live_default() if live is None else live: std.append(LivePlotCB(f"{c.trainer} on {c.dataset} (seed {c.seed})", quiet=False))
     best = BestStateCB()                             # the best-validation weights: RunResult.best_state, and the store's
     std.append(best)

@@ -8,8 +8,13 @@ OGM-GE's 257 x 188 log-STFT spectrograms, MNIST digits as 224 x 224 frames), and
     python benchmarks/gpu_check.py                 # device: cuda when available, else cpu
     python benchmarks/gpu_check.py --cpu --small   # a quick CPU run (64 x 64 frames, 2 clips per emotion)
     python benchmarks/gpu_check.py --trainers baseline,OGM,MMPareto --precisions 32,bf16 --md benchmarks/gpu_check.md
+    torchrun --nproc_per_node 1 benchmarks/gpu_check.py --trainers baseline,OGM   # the same through DistributedDataParallel
+                                                    # (NCCL on a GPU, gloo with --cpu); N processes: add --root DIR
+
+Under torchrun every run is data-parallel (notebook 33_distributed): --batch-size is the global batch, samples/s
+counts the whole batch, and only process 0 prints and writes the table.
 """
-import argparse, json, sys, tempfile, time
+import argparse, json, os, sys, tempfile, time
 from pathlib import Path
 import torch
 
@@ -33,6 +38,8 @@ def main(argv=None):
     p.add_argument('--md', default=None, help='also write the throughput table (markdown) to this file')
     a = p.parse_args(argv)
     device = 'cpu' if a.cpu or not torch.cuda.is_available() else 'cuda'
+    world, rank = int(os.environ.get('WORLD_SIZE', '1')), int(os.environ.get('RANK', '0'))   # torchrun sets them
+    say = print if rank == 0 else (lambda *a, **k: None)
     n = a.clips_per_emotion or (2 if a.small else 16)
     size = a.image_size or (64 if a.small else 224)
     root = Path(a.root or tempfile.mkdtemp(prefix='cremad_check_'))
@@ -41,7 +48,8 @@ def main(argv=None):
         fabricate_tree('CREMAD', root, n_train=n, n_test=max(1, n // 8), frames=3, size=size, audio=AudioSettings())
     t_fab = time.perf_counter() - t0
     ds = CREMAD('train', root=root, image_size=size)
-    print(f"device {device} ({torch.cuda.get_device_name() if device == 'cuda' else 'cpu'}); {ds}; fabricated in {t_fab:.1f} s")
+    say(f"device {device} ({torch.cuda.get_device_name() if device == 'cuda' else 'cpu'}); {ds}; fabricated in {t_fab:.1f} s; "
+        f"{world} process(es){' (torchrun: DistributedDataParallel)' if 'WORLD_SIZE' in os.environ else ''}")
     rows = []
     for trainer in a.trainers.split(','):
         for precision in a.precisions.split(','):
@@ -51,19 +59,20 @@ def main(argv=None):
                               dataset_args={'root': str(root), 'image_size': size, 'num_workers': a.workers}), progress=False)
             m = r.metrics
             report = {'trainer': trainer, 'precision': precision, 'device': device, 'train_samples': len(ds),
+                      'world_size': world,
                       'input_shapes': {k: list(v) for k, v in ds.input_shapes.items()}, 'batch_size': a.batch_size,
                       'steps': len(r.history.steps), 'seconds_per_step': m['seconds_per_step'],
                       'samples_per_second': len(ds) / len(r.history.steps) / m['seconds_per_step'], 'train_seconds': m['train_seconds'],
                       'test_acc': m['acc'], 'peak_gpu_mib': torch.cuda.max_memory_allocated() / 2**20 if device == 'cuda' else None}
-            print(json.dumps(report, indent=1))
+            say(json.dumps(report, indent=1))
             assert report['steps'] >= 1 and all(torch.isfinite(torch.tensor(r.history.steps['loss'].values)))
             rows.append(report)
-    table = ['| method | precision | samples/s | ms/step | peak GPU MiB |', '|---|---|---:|---:|---:|']
+    table = ['| method | precision | processes | samples/s | ms/step | peak GPU MiB |', '|---|---|---:|---:|---:|---:|']
     for r in rows:
         peak = '–' if r['peak_gpu_mib'] is None else f"{r['peak_gpu_mib']:.0f}"
-        table.append(f"| {r['trainer']} | {r['precision']} | {r['samples_per_second']:.1f} | {1000 * r['seconds_per_step']:.0f} | {peak} |")
-    print('\n'.join(table))
-    if a.md:
+        table.append(f"| {r['trainer']} | {r['precision']} | {r['world_size']} | {r['samples_per_second']:.1f} | {1000 * r['seconds_per_step']:.0f} | {peak} |")
+    say('\n'.join(table))
+    if a.md and rank == 0:
         head = (f"# GPU check: two ResNet-18s on a fabricated CREMA-D tree\n\nDevice: {device} "
                 f"({torch.cuda.get_device_name() if device == 'cuda' else 'CPU, ' + str(torch.get_num_threads()) + ' threads'}), "
                 f"torch {torch.__version__}; {len(ds)} training clips, frames {size} px, batch {a.batch_size}, one epoch per row; "

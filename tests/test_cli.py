@@ -3,11 +3,7 @@ import json, subprocess, sys
 from pathlib import Path
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-
-def cli(*args, cwd=None):
-    return subprocess.run([sys.executable, '-m', 'balance_nb', *args], cwd=cwd or ROOT, capture_output=True, text=True,
-                          env={**__import__('os').environ, 'PYTHONPATH': str(ROOT), 'IN_TEST': '1'})
+from helpers import ROOT, cli
 
 def test_help_lists_trainers_and_datasets():
     r = cli('--help')

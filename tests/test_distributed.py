@@ -36,6 +36,16 @@ def test_baseline_and_its_unimodal_references_in_two_processes_match_one(tmp_pat
         assert abs(m2[k] - m1[k]) <= 0.0051, (k, m2[k], m1[k])
     assert (tmp_path/'two'/'results.sqlite').exists()
 
+@pytest.mark.parametrize('trainer,logged', [('MMCosine', 'mmcosine_cos_y_pix'), ('MBSD', 'mbsd_rs')])
+def test_methods_with_per_sample_losses_match_one_process(tmp_path, trainer, logged):
+    "Their losses are means of per-sample terms: nothing to add up, and their logged batch means are the whole batch's."
+    flags = ['--trainer', trainer, '--dataset', 'MFeat', '--epochs', '1', '--device', 'cpu', '--no-reference']
+    two, one = launch(*TORCHRUN, out=tmp_path/'two', flags=flags), launch(out=tmp_path/'one', flags=flags)
+    s2, s1 = (pd.read_csv(f/'steps.csv') for f in (two, one))
+    assert len(s2) == len(s1) and s1[logged].abs().max() > 0
+    for col in ('loss', logged): assert (s2[col] - s1[col]).abs().max() < 1e-4, col
+    assert max_gap(weights(two), weights(one)) < 1e-3
+
 def test_a_data_parallel_run_resumes_from_a_checkpoint(tmp_path):
     "A 2-epoch run in two processes resumed after its first epoch ends where one process's 2-epoch run ends."
     flags = ['--trainer', 'OGM', '--dataset', 'MFeat', '--device', 'cpu', '--no-reference', '--modulation_starts', '0']

@@ -4,11 +4,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-
-def cli(*args):
-    return subprocess.run([sys.executable, '-m', 'balance_nb', *args], cwd=ROOT, capture_output=True, text=True,
-                          env={**os.environ, 'PYTHONPATH': str(ROOT), 'IN_TEST': '1'})
+from helpers import ROOT, cli
 
 def train(tmp_path, trainer, *extra, dataset='AVDigits', min_acc=0.1):
     r = cli('--trainer', trainer, '--dataset', dataset, '--epochs', '1', '--no-reference', '--device', 'cpu',

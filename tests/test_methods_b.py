@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+from helpers import ROOT, cli, run_folder
 
 # method → (published column, file it lands in: steps.csv per step, history.csv per epoch)
 PUBLISHED = {'MMCosine': ('mmcosine_cos_y_{m}', 'steps.csv'), 'UMT': ('umt_distill_{m}', 'steps.csv'), 'MBSD': ('mbsd_rs', 'steps.csv'),
@@ -13,12 +13,7 @@ PUBLISHED = {'MMCosine': ('mmcosine_cos_y_{m}', 'steps.csv'), 'UMT': ('umt_disti
              'GBlending': ('gb_weight_fused', 'history.csv'), 'LFM': ('lfm_alpha_align', 'history.csv')}
 THREE = list(PUBLISHED)        # all seven run on three modalities (BalanceMM has 3-modality paths for MMCosine, MBSD, CML)
 
-def cli(*args):
-    return subprocess.run([sys.executable, '-m', 'balance_nb', *args], cwd=ROOT, capture_output=True, text=True,
-                          env={**os.environ, 'PYTHONPATH': str(ROOT), 'IN_TEST': '1'})
 
-def run_folder(out: Path, trainer: str) -> Path:
-    return next(p for p in out.iterdir() if p.is_dir() and p.name.startswith(f'{trainer}-'))
 
 def check_run(out, trainer, modality, min_acc):
     rd = run_folder(out, trainer)

@@ -4,14 +4,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-
-def cli(*args):
-    return subprocess.run([sys.executable, '-m', 'balance_nb', *args], cwd=ROOT, capture_output=True, text=True,
-                          env={**os.environ, 'PYTHONPATH': str(ROOT), 'IN_TEST': '1'})
-
-def run_folder(out: Path, trainer: str) -> Path:
-    return next(p for p in out.iterdir() if p.is_dir() and p.name.startswith(f'{trainer}-'))
+from helpers import ROOT, cli, run_folder
 
 # trainer, extra flags, a quantity the method must publish in the step table of a 1-epoch run (None: nothing due yet)
 AV_CASES = [

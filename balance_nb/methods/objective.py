@@ -44,6 +44,8 @@ class CosineFusion(ConcatFusion):
 class MMCosine(BalancingMethod):
     "Scaled-cosine logits per modality (training, validation and test); publishes the true-class cosine `mmcosine_cos_y_<m>`."
     max_modalities, needs_unimodal, log_prefix = 3, True, 'mmcosine'
+    ddp = True               # a mean of per-sample losses: exact in several processes (33_distributed)
+    ddp_unused_parameters = True   # the cosine logits leave the head's bias out
     def __init__(self, scaling: float = 15.0, **kw):
         super().__init__(**kw); self.scaling = scaling
 
@@ -187,6 +189,7 @@ def mbsd_terms(z_a: torch.Tensor, z_v: torch.Tensor, y: torch.Tensor, rs_on: str
 class MBSD(BalancingMethod):
     "Fused + unimodal CE + weighted logit distance + BalanceMM's 'KL' term; publishes `mbsd_rs`, `mbsd_kl`, `mbsd_w`."
     max_modalities, needs_unimodal, log_prefix = 3, True, 'mbsd'
+    ddp = True               # every term a mean of per-sample terms: exact in several processes (33_distributed)
     def after_loss(self):
         if not self.active: return
         learn, y = self.learn, self.learn.batch['label']
