@@ -54,8 +54,8 @@ def check_ddp(methods):
     if refused:
         names = ', '.join(m.name for m in refused)
         raise MethodConfigError(f"{names} cannot train in several processes yet: its batch statistics are not summed over the "
-                                f"processes, so each process would compute them on its own slice of the batch and train a "
-                                f"different method than one process does. Train it in one process (python -m balance_nb ... "
+                                f"processes (or its extra forward passes bypass DistributedDataParallel), so each process "
+                                f"would train on its own slice of the batch a different method than one process does. Train it in one process (python -m balance_nb ... "
                                 f"without torchrun), or several runs at once, one per GPU: sweep --devices. Methods that can: "
                                 f"{', '.join(ddp_methods())}.")
 
