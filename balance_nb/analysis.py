@@ -228,8 +228,9 @@ class LivePlotCB(Callback):
     def after_fit(self):
         if self._drawn_at != self.learn.n_iter: self.update()   # a run stopped mid-epoch still shows its end
 
-    def retire(self, note: str = 'The live training figure was here; the figure below shows the finished run.'):
+    def retire(self, note: str | None = None):
         "Replace the displayed figure by a one-line `note`: when a figure of the finished run follows, no picture twice."
         if self.handle is None: return
         from IPython.display import Markdown
+        note = note or 'The live training figure was here; the figure below shows the finished run.'
         self.handle.update(Markdown(f'*{note}*')); self.handle = None

@@ -55,9 +55,9 @@ def check_ddp(methods):
         names = ', '.join(m.name for m in refused)
         raise MethodConfigError(f"{names} cannot train in several processes yet: its batch statistics are not summed over the "
                                 f"processes (or its extra forward passes bypass DistributedDataParallel), so each process "
-                                f"would train on its own slice of the batch a different method than one process does. Train it in one process (python -m balance_nb ... "
-                                f"without torchrun), or several runs at once, one per GPU: sweep --devices. Methods that can: "
-                                f"{', '.join(ddp_methods())}.")
+                                f"would train on its own slice of the batch a different method than one process does. Train "
+                                f"it in one process (python -m balance_nb ... without torchrun), or several runs at once, one "
+                                f"per GPU: sweep --devices. Methods that can: {', '.join(ddp_methods())}.")
 
 def ddp_methods() -> list[str]:
     "Names of the registered methods declared exact under data parallelism."

@@ -466,7 +466,7 @@ class RunResult:
     def retire_live_figure(self, note: str | None = None) -> RunResult:
         "Replace this run's live training figure (if it drew one) by a one-line note, when a figure of the finished run follows."
         for cb in getattr(self.learner, 'cbs', ()):
-            if isinstance(cb, LivePlotCB): cb.retire(*([note] if note else []))
+            if isinstance(cb, LivePlotCB): cb.retire(note)
         return self
 
 def make_method(trainer: str, hparams: dict, epochs: int | None = None) -> BalancingMethod:
@@ -563,7 +563,8 @@ def run(config: RunConfig | None = None, cbs=(), store: ResultStore | str | None
     splits = {s: build_dataset(c.dataset, s, **c.dataset_args) for s in ('train', 'valid', 'test')}
     skipped = {s: [why for _, why in getattr(d, 'skipped', [])] for s, d in splits.items()}   # on_error=skip dropped these
     model = build_model(splits['train'], c.fusion, c.encoders, c.feature_dim)
-    rd = run_dir_for(c) if rank == 0 else None    # one run folder, written by process 0 only
+    home = run_dir_for(c)                         # the run folder: every process resumes from its checkpoint,
+    rd = home if rank == 0 else None              # and process 0 alone writes it
     std = [EvalCB(), GradNormCB(), PassCounterCB()] + ([CheckpointCB(rd/'checkpoints'), RunFilesCB(rd)] if rd else [])
     if tensorboard and rank == 0: std.append(TensorBoardCB(rd/'tensorboard' if rd else Path('runs')/'tensorboard'/c.key()))
     if parallel: std.append(DataParallelCB()); progress = False if rank else progress
@@ -580,7 +581,7 @@ def run(config: RunConfig | None = None, cbs=(), store: ResultStore | str | None
     if rd:
         rd.mkdir(parents=True, exist_ok=True)
         (rd/'config.yaml').write_text(yaml.safe_dump(json.loads(json.dumps(asdict(c), default=str)) | {'recorded': env}, sort_keys=False))
-    ckpt = run_dir_for(c)/'checkpoints'/'last.pt' if run_dir_for(c) else None     # every process resumes from it
+    ckpt = home/'checkpoints'/'last.pt' if home else None
     t0 = time.perf_counter()
     try:
         learn.fit(c.epochs, resume_from=ckpt if resume and ckpt and ckpt.exists() else None)
@@ -842,7 +843,7 @@ def main(argv=None) -> int:
     except (CLIError, UnknownNameError, ValueError, MissingDataError) as e:   # user errors: message, exit 2
         print(f"error: {e}", file=sys.stderr); return 2
     except NonFiniteLossError as e: print(f"error: {e}", file=sys.stderr); return 1
-    if int(os.environ.get('RANK', '0')) == 0: print(format_summary(result))      # under torchrun: once
+    if (torchrun_env() or {}).get('rank', 0) == 0: print(format_summary(result))      # under torchrun: once
     return 0
 
 def eval_main(argv=None) -> int:

@@ -14,7 +14,7 @@ OGM-GE's 257 x 188 log-STFT spectrograms, MNIST digits as 224 x 224 frames), and
 Under torchrun every run is data-parallel (notebook 33_distributed): --batch-size is the global batch, samples/s
 counts the whole batch, and only process 0 prints and writes the table.
 """
-import argparse, json, os, sys, tempfile, time
+import argparse, json, sys, tempfile, time
 from pathlib import Path
 import torch
 
@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from balance_nb.benchmark_data import AudioSettings, CREMAD
 from balance_nb.testing import fabricate_tree
 from balance_nb.experiment import run, RunConfig
+from balance_nb.distributed import torchrun_env
 
 
 def main(argv=None):
@@ -38,7 +39,8 @@ def main(argv=None):
     p.add_argument('--md', default=None, help='also write the throughput table (markdown) to this file')
     a = p.parse_args(argv)
     device = 'cpu' if a.cpu or not torch.cuda.is_available() else 'cuda'
-    world, rank = int(os.environ.get('WORLD_SIZE', '1')), int(os.environ.get('RANK', '0'))   # torchrun sets them
+    env = torchrun_env() or {'world_size': 1, 'rank': 0}       # torchrun sets them
+    world, rank = env['world_size'], env['rank']
     say = print if rank == 0 else (lambda *a, **k: None)
     n = a.clips_per_emotion or (2 if a.small else 16)
     size = a.image_size or (64 if a.small else 224)
@@ -49,7 +51,7 @@ def main(argv=None):
     t_fab = time.perf_counter() - t0
     ds = CREMAD('train', root=root, image_size=size)
     say(f"device {device} ({torch.cuda.get_device_name() if device == 'cuda' else 'cpu'}); {ds}; fabricated in {t_fab:.1f} s; "
-        f"{world} process(es){' (torchrun: DistributedDataParallel)' if 'WORLD_SIZE' in os.environ else ''}")
+        f"{world} process(es){' (torchrun: DistributedDataParallel)' if torchrun_env() else ''}")
     rows = []
     for trainer in a.trainers.split(','):
         for precision in a.precisions.split(','):
