@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-TORCHRUN = ['-m', 'torch.distributed.run', '--nproc_per_node', '2']
+TORCHRUN = ['-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2']   # --standalone: a free port (tests run side by side)
 
 def launch(*launcher, out, flags):
     env = {**os.environ, 'OMP_NUM_THREADS': '1', 'MPLBACKEND': 'Agg'}
