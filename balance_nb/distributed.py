@@ -5,6 +5,7 @@
 # %% ../nbs/33_distributed.ipynb #bc17818b
 from __future__ import annotations
 import atexit, os
+from contextlib import contextmanager
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
@@ -12,7 +13,8 @@ from .core import *
 from .learner import Callback, BalancingMethod, MethodConfigError
 
 # %% auto #0
-__all__ = ['torchrun_env', 'init_distributed', 'sum_over_ranks', 'check_ddp', 'ddp_methods', 'DataParallelCB']
+__all__ = ['torchrun_env', 'init_distributed', 'sum_over_ranks', 'mean_over_ranks', 'batch_sum', 'same_on_every_rank',
+           'whole_batches', 'check_ddp', 'ddp_methods', 'DataParallelCB']
 
 # %% ../nbs/33_distributed.ipynb #bd3e12c2
 def torchrun_env() -> dict | None:
@@ -46,6 +48,44 @@ def sum_over_ranks(learn, t: torch.Tensor) -> torch.Tensor:
     t = t.detach().clone()
     dist.all_reduce(t)
     return t
+
+# %% ../nbs/33_distributed.ipynb #a87d6ca9
+def mean_over_ranks(learn, t: torch.Tensor) -> torch.Tensor:
+    "The whole batch's mean from `t`, this process's mean over its slice (weighted by the slices' sizes); else `t`."
+    if getattr(learn, 'ddp', None) is None: return t
+    n = float(len(learn.batch['label']))
+    both = torch.cat([t.detach().double().flatten() * n, torch.tensor([n], dtype=torch.float64, device=t.device)])
+    dist.all_reduce(both)
+    return (both[:-1] / both[-1]).to(t.dtype).view_as(t)
+
+# %% ../nbs/33_distributed.ipynb #57c15bb6
+def batch_sum(learn, s: torch.Tensor) -> torch.Tensor:
+    """The whole batch's sum from `s` (this process's sum over its slice) for a loss term f(Σ): value Σ_k s_k, gradient
+    (|B|/|B_k|)·∂s_k, which DDP's weighted average turns into the one-process gradient; else `s`."""
+    if getattr(learn, 'ddp', None) is None: return s
+    n = float(len(learn.batch['label']))
+    tot = torch.stack([s.detach().double(), torch.tensor(n, dtype=torch.float64, device=s.device)])
+    dist.all_reduce(tot)
+    return tot[0].to(s.dtype) + (tot[1].item() / n) * (s - s.detach())
+
+# %% ../nbs/33_distributed.ipynb #7783eaa0
+def same_on_every_rank(learn, obj):
+    "Process 0's `obj` in every process of a data-parallel fit (a random choice made once for the whole batch); else `obj`."
+    if getattr(learn, 'ddp', None) is None: return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+@contextmanager
+def whole_batches(learn):
+    "Within it, the training loader gives this process whole batches (statistics that every process computes alike)."
+    dl = learn.train_dl
+    shared = getattr(learn, 'ddp', None) is not None and hasattr(dl, 'world_size')
+    saved = (dl.rank, dl.world_size) if shared else None
+    if shared: dl.rank, dl.world_size = 0, 1
+    try: yield dl
+    finally:
+        if shared: dl.rank, dl.world_size = saved
 
 # %% ../nbs/33_distributed.ipynb #ddf4cdc4
 def check_ddp(methods):

@@ -2,7 +2,7 @@
 
 33_distributed shows OGM (with its statistics summed over the processes), a refused method, a refused batch size and
 what happens when OGM's synchronisation is removed; these tests add the baseline with its unimodal reference runs,
-and resuming a data-parallel run from a checkpoint.
+every other method declared exact (`ddp = True`), and resuming a data-parallel run from a checkpoint.
 """
 import json, os, shutil, subprocess, sys
 from pathlib import Path
@@ -12,8 +12,8 @@ import torch
 
 TORCHRUN = ['-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2']   # --standalone: a free port (tests run side by side)
 
-def launch(*launcher, out, flags):
-    env = {**os.environ, 'OMP_NUM_THREADS': '1', 'MPLBACKEND': 'Agg'}
+def launch(*launcher, out, flags, env=None):
+    env = {**(env or os.environ), 'OMP_NUM_THREADS': '1', 'MPLBACKEND': 'Agg'}
     done = subprocess.run([sys.executable, *launcher, '-m', 'balance_nb', *flags, '--out', str(out)],
                           capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
@@ -46,6 +46,83 @@ def test_methods_with_per_sample_losses_match_one_process(tmp_path, trainer, log
     for col in ('loss', logged): assert (s2[col] - s1[col]).abs().max() < 1e-4, col
     assert max_gap(weights(two), weights(one)) < 1e-3
 
+# (trainer, extra flags, per-step columns, per-epoch columns): each a number the method computes from the batch
+SYNCED = [
+    ('AGM', [], ['agm_score_pix', 'agm_coef_mor'], []),                          # batch-mean scores: mean_over_ranks
+    ('AMCo', [], ['amco_dependence_mass_pix'], []),                             # batch-mean mass: mean_over_ranks
+    ('PMR', [], ['pmr_proto_score_pix', 'pmr_proto_ratio'], []),                # prototypes on whole batches, sums
+    ('CML', ['--epochs', '3'], ['cml_hinge'], []),                              # hinge of a batch sum: batch_sum (active
+                                                                                # at one step of 132 here; see below)
+    ('LFM', [], ['lfm_align'], ['lfm_alpha_align']),                            # per-sample terms, hyper-gradient alike
+    ('GBlending', [], [], ['gb_weight_fused', 'gb_weight_pix']),                # temporary runs on whole batches
+    ('ReLearning', ['--epochs', '3', '--reinit_epoch', '1'], [], ['relearning_purity_gap_pix', 'relearning_reinit_weight_mor']),
+]
+
+# every tool of 33_distributed replaced by "this process's own numbers"
+UNSYNCED = """import contextlib, balance_nb.distributed as d
+d.sum_over_ranks = d.mean_over_ranks = d.batch_sum = d.same_on_every_rank = lambda learn, t: t
+d.whole_batches = contextlib.contextmanager(lambda learn: (yield learn.train_dl))
+"""
+
+def differences(two, one, step_cols, epoch_cols) -> dict:
+    "Largest difference of each column (and of the final weights) between the two-process and the one-process run."
+    s2, s1 = (pd.read_csv(f/'steps.csv') for f in (two, one))
+    e2, e1 = (pd.read_csv(f/'history.csv') for f in (two, one))
+    assert len(s2) == len(s1) and len(e2) == len(e1)
+    for col in ('loss', *step_cols): assert s1[col].abs().max() > 0, col            # the statistic is really there
+    for col in epoch_cols: assert e1[col].notna().any(), col
+    return {**{col: (s2[col] - s1[col]).abs().max() for col in ('loss', *step_cols)},
+            **{col: (e2[col] - e1[col]).abs().max() for col in epoch_cols}, 'weights': max_gap(weights(two), weights(one))}
+
+@pytest.mark.parametrize('trainer,extra,step_cols,epoch_cols', SYNCED, ids=[t[0] for t in SYNCED])
+def test_methods_with_batch_statistics_match_one_process(tmp_path, trainer, extra, step_cols, epoch_cols):
+    """Two processes, each with half of every batch, log the one-process statistics and end with its weights; with
+    the synchronisation removed (each process its own statistics) they do not, or the processes' weights part."""
+    flags = ['--trainer', trainer, '--dataset', 'MFeat', '--epochs', '1', '--device', 'cpu', '--no-reference', *extra]
+    one = launch(out=tmp_path/'one', flags=flags)
+    gaps = differences(launch(*TORCHRUN, out=tmp_path/'two', flags=flags), one, step_cols, epoch_cols)
+    assert max(gaps.values()) < 1e-3, gaps
+    if trainer == 'LFM': return                       # nothing to synchronise: its losses are per-sample terms
+    site = tmp_path/'unsync'; site.mkdir(); (site/'sitecustomize.py').write_text(UNSYNCED)
+    env = {**os.environ, 'PYTHONPATH': f"{site}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    try: broken = launch(*TORCHRUN, out=tmp_path/'broken', flags=flags, env=env)
+    except AssertionError as e: assert 'ended with different weights' in str(e); return
+    assert max(differences(broken, one, step_cols, epoch_cols).values()) > 1e-3
+
+def _helpers_in_one_of_two(rank, store, out):
+    "Process `rank` of 2 with its unequal slice (3 and 2 of 5 samples) of a batch, as DataParallelCB gives it."
+    import torch.distributed as dist
+    from types import SimpleNamespace
+    from balance_nb.distributed import batch_sum, mean_over_ranks, same_on_every_rank
+    dist.init_process_group('gloo', init_method=f'file://{store}', rank=rank, world_size=2)
+    x = torch.tensor([0.5, -1., 2., 0.3, -0.2], dtype=torch.float64)
+    sl = [slice(0, 3), slice(3, 5)][rank]
+    learn = SimpleNamespace(ddp=True, batch={'label': x[sl]})
+    w = torch.tensor(0.7, dtype=torch.float64, requires_grad=True)
+    s = (w * x[sl]) ** 2
+    mean = mean_over_ranks(learn, s.mean())
+    # a per-sample mean plus a nonlinear function of a batch sum, weighted by w_k = N|B_k|/|B| as DataParallelCB does
+    loss = (s.mean() + torch.relu(batch_sum(learn, (w * x[sl]).sum()) - 0.1) ** 2) * (2 * len(x[sl]) / len(x))
+    loss.backward()
+    g = w.grad.clone(); dist.all_reduce(g); g /= 2                      # what DDP does to the gradients
+    order = same_on_every_rank(learn, [rank, 'drawn by', rank])
+    torch.save({'mean': mean.item(), 'grad': g.item(), 'order': order}, out/f'{rank}.pt')
+    dist.destroy_process_group()
+
+def test_the_synchronisation_tools_give_the_one_process_numbers(tmp_path):
+    "mean_over_ranks, batch_sum (value and gradient) and same_on_every_rank in two gloo processes with unequal slices."
+    torch.multiprocessing.spawn(_helpers_in_one_of_two, args=(tmp_path/'store', tmp_path), nprocs=2)
+    x = torch.tensor([0.5, -1., 2., 0.3, -0.2], dtype=torch.float64)
+    w = torch.tensor(0.7, dtype=torch.float64, requires_grad=True)
+    s = (w * x) ** 2
+    loss = s.mean() + torch.relu((w * x).sum() - 0.1) ** 2            # one process, the whole batch
+    loss.backward()
+    for r in (0, 1):
+        got = torch.load(tmp_path/f'{r}.pt')
+        assert abs(got['mean'] - s.mean().item()) < 1e-12
+        assert abs(got['grad'] - w.grad.item()) < 1e-12, (got['grad'], w.grad.item())
+        assert got['order'] == [0, 'drawn by', 0]
+
 def test_a_data_parallel_run_resumes_from_a_checkpoint(tmp_path):
     "A 2-epoch run in two processes resumed after its first epoch ends where one process's 2-epoch run ends."
     flags = ['--trainer', 'OGM', '--dataset', 'MFeat', '--device', 'cpu', '--no-reference', '--modulation_starts', '0']
@@ -62,7 +139,7 @@ def test_a_data_parallel_run_resumes_from_a_checkpoint(tmp_path):
 
 def test_torchrun_refuses_what_would_train_differently(tmp_path):
     env = {**os.environ, 'OMP_NUM_THREADS': '1'}
-    r = subprocess.run([sys.executable, *TORCHRUN, '-m', 'balance_nb', '--trainer', 'AGM', '--dataset', 'MFeat',
+    r = subprocess.run([sys.executable, *TORCHRUN, '-m', 'balance_nb', '--trainer', 'OPM', '--dataset', 'MFeat',
                         '--device', 'cpu', '--out', str(tmp_path)], capture_output=True, text=True, env=env)
-    assert r.returncode != 0 and 'AGM cannot train in several processes yet' in r.stderr and 'OGM' in r.stderr
+    assert r.returncode != 0 and 'OPM cannot train in several processes yet' in r.stderr and 'AGM' in r.stderr
     assert not list(tmp_path.glob('*/config.yaml'))                   # refused before any run folder was made

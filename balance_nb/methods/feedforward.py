@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 from ..core import *
 from ..learner import BalancingMethod, register_method, MethodConfigError
+from ..distributed import mean_over_ranks
 from ..models import Fusion, MultimodalModel, MMOutput, CNNEncoder, MLPEncoder, ResNet18Encoder
 
 # %% auto #0
@@ -380,6 +381,7 @@ class AMCoFusion(Fusion):
 class AMCo(BalancingMethod):
     "Mask the dependent modality's unimodal logits per class before fusion; co-optimise every unimodal CE."
     max_modalities, needs_unimodal, log_prefix = 3, True, 'amco'
+    ddp = True         # dependence mass averaged over the processes; the mask a buffer, which DDP copies from process 0 (33)
     def __init__(self, sigma: float = 0.5, eps: float = 0.3, star_init: str = 'default', star_at_eval: bool = True,
                  modulation_starts: int = 0, modulation_ends: int = 80):
         super().__init__(modulation_starts, modulation_ends)
@@ -418,5 +420,7 @@ class AMCo(BalancingMethod):
     def after_step(self):
         if not self.active: return
         mass = amco_dependence(self.fusion.masked(self.learn.out.unimodal))     # on the masked logits, as BalanceMM
+        both = mean_over_ranks(self.learn, torch.tensor(list(mass.values()), dtype=torch.float64, device=self.learn.device))
+        mass = dict(zip(mass, both.tolist()))                   # several processes: the whole batch's mean (33)
         self.fusion.dependent = {m for m, v in mass.items() if v > self.sigma}
         self.learn.log(**{f'amco_dependence_mass_{m}': v for m, v in mass.items()})

@@ -11,6 +11,7 @@ from torch import nn
 from ..core import *
 from ..models import ConcatFusion, MMOutput
 from ..learner import Learner, BalancingMethod, register_method, MethodConfigError
+from ..distributed import batch_sum, same_on_every_rank, whole_batches
 
 # %% auto #0
 __all__ = ['cosine_logits', 'CosineFusion', 'MMCosine', 'umt_distill_losses', 'BestStateCB', 'UMT', 'mbsd_terms', 'MBSD',
@@ -201,12 +202,13 @@ class MBSD(BalancingMethod):
         learn.log(mbsd_rs=rs, mbsd_kl=kl, mbsd_w=sum(t[2] for t in terms).mean() / len(terms))
 
 # %% ../../nbs/12_objective_methods.ipynb #9ebf6b3a
-def cml_loss(z: torch.Tensor, removals: list[torch.Tensor], y: torch.Tensor, lam: float, loss_func=F.cross_entropy):
-    "CML's loss and hinge: `removals` are the logit contributions taken out of `z` one after another."
+def cml_loss(z: torch.Tensor, removals: list[torch.Tensor], y: torch.Tensor, lam: float, loss_func=F.cross_entropy,
+             total=torch.sum):
+    "CML's loss and hinge: `removals` are the logit contributions taken out of `z` one after another; `total` sums over the batch."
     outs = [z]
     for c in removals: outs.append(outs[-1] - c)
     conf = [o.softmax(1).max(1).values for o in outs]
-    hinge = sum(F.relu((conf[i] - conf[i - 1]).sum()) for i in range(1, len(outs)))
+    hinge = sum(F.relu(total(conf[i] - conf[i - 1])) for i in range(1, len(outs)))
     ce = sum(loss_func(o, y) for o in outs) / (len(removals) + 1)
     return ce + lam * hinge, hinge
 
@@ -215,11 +217,13 @@ def cml_loss(z: torch.Tensor, removals: list[torch.Tensor], y: torch.Tensor, lam
 class CML(BalancingMethod):
     "Calibration hinge on removing modalities (shuffled order per epoch); publishes `cml_hinge`."
     max_modalities, needs_unimodal, log_prefix = 3, True, 'cml'
+    ddp = True               # the hinge's batch sums and the epoch's order are the whole batch's (33_distributed)
     def __init__(self, lam: float = 0.1, **kw): super().__init__(**kw); self.lam = lam
 
     def before_epoch(self):
         mods = self.learn.model.modalities
-        self.order = [mods[i] for i in torch.randperm(len(mods)).tolist()]   # removed from the end, as BalanceMM pops them
+        order = [mods[i] for i in torch.randperm(len(mods)).tolist()]   # removed from the end, as BalanceMM pops them
+        self.order = same_on_every_rank(self.learn, order)              # several processes: process 0's draw
 
     def contribution(self, m) -> torch.Tensor:
         "Modality `m`'s share of the fused logits: W_m h_m for a concat head (z_m − b/n), else z_m."
@@ -230,7 +234,8 @@ class CML(BalancingMethod):
         if not self.active: return
         learn = self.learn
         removals = [self.contribution(m) for m in reversed(self.order)][:len(self.order) - 1]
-        learn.loss, hinge = cml_loss(learn.out.logits, removals, learn.batch['label'], self.lam, learn.loss_func)
+        learn.loss, hinge = cml_loss(learn.out.logits, removals, learn.batch['label'], self.lam, learn.loss_func,
+                                     total=lambda v: batch_sum(learn, v.sum()))    # the whole batch's sum (33)
         learn.log(cml_hinge=hinge)
 
 # %% ../../nbs/12_objective_methods.ipynb #8ce81154
@@ -330,6 +335,7 @@ class ZeroedModel(nn.Module):
 class GBlending(BalancingMethod):
     "Weighted fused + unimodal CE, weights from OGR estimates on temporary copies; publishes `gb_weight_<k>`."
     max_modalities, needs_unimodal, log_prefix = 3, True, 'gb'
+    ddp = True          # the temporary runs see whole batches in every process; the loss is per-sample (33_distributed)
     short_schedule = {'super_epoch': 2}
     hparam_aliases = {'method': 'schedule'}     # BalanceMM's --method online|offline
     def __init__(self, schedule: str = 'online', super_epoch: int = 10, **kw):
@@ -348,8 +354,9 @@ class GBlending(BalancingMethod):
         learn = self.learn
         drop = [m for m in learn.model.modalities if m not in keep]
         temp = ZeroedModel(copy.deepcopy(learn.model), drop)
-        tl = Learner(temp, learn.train_dl, learn.valid_dl, lr=learn.lr, weight_decay=learn.weight_decay, step_size=learn.step_size,
-                     gamma=learn.gamma, loss_func=learn.loss_func, device=learn.device, progress=False).fit(epochs)
+        with whole_batches(learn) as dl:     # several processes: each trains the same temporary model on whole batches
+            tl = Learner(temp, dl, learn.valid_dl, lr=learn.lr, weight_decay=learn.weight_decay, step_size=learn.step_size,
+                         gamma=learn.gamma, loss_func=learn.loss_func, device=learn.device, progress=False).fit(epochs)
         ep = tl.history.epochs
         return ep.train_loss.iloc[0], ep.valid_loss.iloc[0], ep.train_loss.iloc[-1], ep.valid_loss.iloc[-1]
 
@@ -409,6 +416,7 @@ def lfm_hypergradient(model, batch, alphas: tuple[float, float], loss_func=F.cro
 class LFM(BalancingMethod):
     "CE + alignment of unimodal predictions with weights fitted by a per-epoch hyper-gradient; publishes `lfm_alpha_*`."
     max_modalities, needs_unimodal, log_prefix = 3, True, 'lfm'
+    ddp = True      # the hyper-gradient uses the same validation batch in every process; the loss is per-sample (33)
     def __init__(self, lr_alpha: float = 1e-4, decay_every: int = 20, hypergrad_scope: str = 'first',
                  align: str = 'kl_mean', alpha_start: float = 0.05, hypergrad_bn: str = 'train', **kw):
         super().__init__(**kw)

@@ -13,7 +13,7 @@ from ..core import *
 from ..learner import BalancingMethod, register_method, MethodConfigError
 from ..models import SharedHeadFusion, encode_loader
 from ..metrics import coalitions
-from ..distributed import sum_over_ranks
+from ..distributed import sum_over_ranks, mean_over_ranks, whole_batches
 
 # %% auto #0
 __all__ = ['MODULATED', 'AGM_SIGNS', 'AGM_EMPTY', 'AGM_SCALING', 'RECONCILE', 'modulated_params', 'ogm_scores',
@@ -127,7 +127,7 @@ def agm_coefficients(ratio: dict, ratio_star: dict, alpha: float = 0.1, cap: flo
 @register_method('AGM', category='optimization')
 class AGM(BalancingMethod):
     "Adaptive gradient modulation: per-modality gradient scale from Shapley-like responses vs their running average."
-    max_modalities, log_prefix = 3, 'agm'
+    max_modalities, log_prefix, ddp = 3, 'agm', True     # scores averaged over the processes (33_distributed)
     order = 60          # after PassCounterCB's before_batch, so its extra forwards are counted in this step's passes
     def __init__(self, alpha: float = 0.1, sign: str = 'balancemm', empty: str = 'exclude', cap: float = 7.,
                  clip: float = 5., scaling: str = 'encoder', modulation_starts: int = 0, modulation_ends: int = 80):
@@ -154,7 +154,9 @@ class AGM(BalancingMethod):
 
     def update(self, resp: dict[str, torch.Tensor]):
         "Scores of the responses, ratios against the running scores (τ before the update), coefficients; publish them."
-        scores = {m: float(v) for m, v in agm_scores(resp, self.learn.batch['label']).items()}
+        s = agm_scores(resp, self.learn.batch['label'])
+        s = mean_over_ranks(self.learn, torch.stack(list(s.values())))      # several processes: the whole batch's mean (33)
+        scores = {m: float(v) for m, v in zip(resp, s)}
         ratio, ratio_star = agm_ratios(scores, self.sign), agm_ratios(self.tau, self.sign)
         self.t += 1
         self.tau = {m: self.tau[m] * (self.t - 1) / self.t + scores[m] / self.t for m in scores}
@@ -224,7 +226,7 @@ def pmr_weights(score0: float, score1: float, alpha: float = 0.6) -> tuple[float
 @register_method('PMR', category='optimization')
 class PMR(BalancingMethod):
     "Prototypical modal rebalance: prototype cross-entropy for the weaker modality (prototypes refreshed every epoch)."
-    max_modalities, log_prefix = 3, 'pmr'
+    max_modalities, log_prefix, ddp = 3, 'pmr', True     # prototypes on whole batches, scores summed (33_distributed)
     def __init__(self, alpha: float = 0.6, momentum_coef: float = 0.5, proto_fraction: float = 0.1, eta: float = 0.01,
                  modulation_starts: int = 0, modulation_ends: int = 80):
         super().__init__(modulation_starts, modulation_ends)
@@ -243,11 +245,12 @@ class PMR(BalancingMethod):
         n_batches = max(1, int(len(learn.train_dl) * self.proto_fraction))
         feats, labels = {m: [] for m in model.modalities}, []
         model.eval()
-        for i, b in enumerate(learn.train_dl):
-            if i == n_batches: break
-            b = to_device(b, learn.device)
-            for m, h in model.encode(b).items(): feats[m].append(h)
-            labels.append(b['label'])
+        with whole_batches(learn) as dl:     # several processes: every process the same prototypes (33_distributed)
+            for i, b in enumerate(dl):
+                if i == n_batches: break
+                b = to_device(b, learn.device)
+                for m, h in model.encode(b).items(): feats[m].append(h)
+                labels.append(b['label'])
         model.train()
         y, C = torch.cat(labels), model.fusion.num_classes
         self.protos = {m: class_prototypes(torch.cat(feats[m]), y, C, None if self.protos is None else self.protos[m],
@@ -256,7 +259,7 @@ class PMR(BalancingMethod):
     def after_loss(self):
         learn, mods, y = self.learn, self.learn.model.modalities, self.learn.batch['label']
         sims = {m: prototype_logits(learn.out.features[m], self.protos[m]) for m in mods}
-        sc = {m: prototype_score(sims[m], y) for m in mods}
+        sc = dict(zip(mods, sum_over_ranks(learn, torch.stack([prototype_score(sims[m], y) for m in mods])).unbind()))
         learn.log(**{f'pmr_proto_score_{m}': v for m, v in sc.items()})
         self.coef = None
         if len(mods) == 3:                  # BalanceMM's extension: OGM-GE-style gradient coefficients, no extra loss
@@ -315,7 +318,7 @@ def move_towards(params, init, w: float):
 @register_method('ReLearning', category='optimization')
 class ReLearning(BalancingMethod):
     "Diagnose over-fitting per modality by the train/validation KMeans-purity gap; move encoders back towards init."
-    max_modalities, log_prefix = 3, 'relearning'
+    max_modalities, log_prefix, ddp = 3, 'relearning', True    # clusters of the whole training split in every process (33)
     short_schedule = {'reinit_epoch': 2}
     def __init__(self, move_lambda: float = 3., reinit_epoch: int = 15, reinit_num: int = 2,
                  modulation_starts: int = 0, modulation_ends: int = 80):
@@ -344,7 +347,7 @@ class ReLearning(BalancingMethod):
     def after_epoch(self):
         if not self.due(): return
         learn, C = self.learn, self.learn.model.fusion.num_classes
-        (ft, yt), (fv, yv) = self.features(learn.train_dl), self.features(learn.valid_dl)
+        with whole_batches(learn) as dl: (ft, yt), (fv, yv) = self.features(dl), self.features(learn.valid_dl)
         out = {}
         for m in learn.model.modalities:
             pt, pv = cluster_purity(ft[m], yt, C), cluster_purity(fv[m], yv, C)
