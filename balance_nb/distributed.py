@@ -14,7 +14,7 @@ from .learner import Callback, BalancingMethod, MethodConfigError
 
 # %% auto #0
 __all__ = ['torchrun_env', 'init_distributed', 'sum_over_ranks', 'mean_over_ranks', 'batch_sum', 'same_on_every_rank',
-           'whole_batches', 'check_ddp', 'ddp_methods', 'DataParallelCB']
+           'whole_batches', 'batch_slice', 'check_ddp', 'ddp_methods', 'DataParallelCB']
 
 # %% ../nbs/33_distributed.ipynb #bd3e12c2
 def torchrun_env() -> dict | None:
@@ -87,6 +87,17 @@ def whole_batches(learn):
     finally:
         if shared: dl.rank, dl.world_size = saved
 
+# %% ../nbs/33_distributed.ipynb #0c8f9e5c
+def batch_slice(learn) -> tuple[slice, int]:
+    "(this process's rows of the whole batch, the whole batch's size); (all rows, batch size) in one process."
+    n = len(learn.batch['label'])
+    if getattr(learn, 'ddp', None) is None: return slice(0, n), n
+    total = torch.tensor([n], device=learn.device)
+    dist.all_reduce(total)
+    sizes = [len(c) for c in torch.arange(int(total)).tensor_split(dist.get_world_size())]
+    start = sum(sizes[:dist.get_rank()])
+    return slice(start, start + n), int(total)
+
 # %% ../nbs/33_distributed.ipynb #ddf4cdc4
 def check_ddp(methods):
     "Raise `MethodConfigError` naming every method in `methods` not declared exact under data parallelism (`ddp = True`)."
@@ -137,6 +148,11 @@ class DataParallelCB(Callback):
     def after_loss(self):
         learn = self.learn
         if not learn.training: return
+        n = len(learn.batch['label'])         # a method may have taken rows out of the batch (OPM): the shares of
+        total = torch.tensor([n], device=learn.device); dist.all_reduce(total)          # what is left, everywhere
+        self.n_local, self.n_global = n, int(total)
+        self.weight = self.world * n / self.n_global
+        if n == 0: learn.loss = learn.out.logits.sum() * 0.             # nothing left here: no gradient from this process
         learn.step_row.setdefault('loss', learn.loss.item())            # this slice's mean loss, before weighting
         if self.weight != 1: learn.loss = learn.loss * self.weight
 

@@ -50,6 +50,8 @@ def test_methods_with_per_sample_losses_match_one_process(tmp_path, trainer, log
 SYNCED = [
     ('AGM', [], ['agm_score_pix', 'agm_coef_mor'], []),                          # batch-mean scores: mean_over_ranks
     ('AMCo', [], ['amco_dependence_mass_pix'], []),                             # batch-mean mass: mean_over_ranks
+    ('UniAux', [], ['uniaux_score_pix', 'uniaux_weight_mor'], []),              # the course's method: mean_over_ranks
+    ('OPM', [], ['opm_drop_prob_pix', 'opm_drop_executed'], []),                # sums; the whole batch's random draws
     ('PMR', [], ['pmr_proto_score_pix', 'pmr_proto_ratio'], []),                # prototypes on whole batches, sums
     ('CML', ['--epochs', '3'], ['cml_hinge'], []),                              # hinge of a batch sum: batch_sum (active
                                                                                 # at one step of 132 here; see below)
@@ -61,6 +63,7 @@ SYNCED = [
 # every tool of 33_distributed replaced by "this process's own numbers"
 UNSYNCED = """import contextlib, balance_nb.distributed as d
 d.sum_over_ranks = d.mean_over_ranks = d.batch_sum = d.same_on_every_rank = lambda learn, t: t
+d.batch_slice = lambda learn: (slice(0, len(learn.batch['label'])), len(learn.batch['label']))
 d.whole_batches = contextlib.contextmanager(lambda learn: (yield learn.train_dl))
 """
 
@@ -139,7 +142,7 @@ def test_a_data_parallel_run_resumes_from_a_checkpoint(tmp_path):
 
 def test_torchrun_refuses_what_would_train_differently(tmp_path):
     env = {**os.environ, 'OMP_NUM_THREADS': '1'}
-    r = subprocess.run([sys.executable, *TORCHRUN, '-m', 'balance_nb', '--trainer', 'OPM', '--dataset', 'MFeat',
+    r = subprocess.run([sys.executable, *TORCHRUN, '-m', 'balance_nb', '--trainer', 'MMPareto', '--dataset', 'MFeat',
                         '--device', 'cpu', '--out', str(tmp_path)], capture_output=True, text=True, env=env)
-    assert r.returncode != 0 and 'OPM cannot train in several processes yet' in r.stderr and 'AGM' in r.stderr
+    assert r.returncode != 0 and 'MMPareto cannot train in several processes yet' in r.stderr and 'AGM' in r.stderr
     assert not list(tmp_path.glob('*/config.yaml'))                   # refused before any run folder was made

@@ -7,6 +7,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from ..learner import BalancingMethod, register_method
+from ..distributed import mean_over_ranks
 
 # %% auto #0
 __all__ = ['uniaux_scores', 'uniaux_weights', 'UniAux']
@@ -25,7 +26,7 @@ def uniaux_weights(scores: torch.Tensor, tau: float = 0.1) -> torch.Tensor:
 @register_method('UniAux', category='objective', course_example=True)
 class UniAux(BalancingMethod):
     "Auxiliary per-modality cross-entropy, weighted towards the less confident modality (the course's example)."
-    max_modalities, needs_unimodal, log_prefix = 6, True, 'uniaux'
+    max_modalities, needs_unimodal, log_prefix, ddp = 6, True, 'uniaux', True
     def __init__(self, lam: float = 1.0, tau: float = 0.1, **kw):
         super().__init__(**kw); self.lam, self.tau = lam, tau
 
@@ -36,7 +37,7 @@ class UniAux(BalancingMethod):
         learn, y = self.learn, self.learn.batch['label']
         uni = learn.out.unimodal
         with torch.no_grad():
-            scores = self.scores(uni, y)
+            scores = mean_over_ranks(learn, self.scores(uni, y))     # the whole batch's means under torchrun
             weights = uniaux_weights(scores, self.tau)
         learn.loss = learn.loss + self.lam * sum(w * F.cross_entropy(uni[m], y) for w, m in zip(weights, uni))
         learn.log(**{f'uniaux_weight_{m}': w for m, w in zip(uni, weights)},

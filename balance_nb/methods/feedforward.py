@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 from ..core import *
 from ..learner import BalancingMethod, register_method, MethodConfigError
-from ..distributed import mean_over_ranks
+from ..distributed import mean_over_ranks, sum_over_ranks, batch_slice
 from ..models import Fusion, MultimodalModel, MMOutput, CNNEncoder, MLPEncoder, ResNet18Encoder
 
 # %% auto #0
@@ -115,12 +115,14 @@ def opm_drop_probs(scores: dict[str, float], q_base: float = 0.4, alpha: float =
     return q
 
 # %% ../../nbs/11_feedforward_methods.ipynb #10253769
-def opm_drop(feats: dict[str, torch.Tensor], q: dict[str, float], generator=None):
-    "Features with modality m's rows dropped with probability q_m and rescaled by 1/(1−θ+1e-5); and the rows kept."
+def opm_drop(feats: dict[str, torch.Tensor], q: dict[str, float], generator=None, whole: tuple[slice, int] | None = None):
+    """Features with modality m's rows dropped with probability q_m and rescaled by 1/(1−θ+1e-5); and the rows kept.
+    `whole` = (these rows, size of the whole batch): draw the whole batch's numbers, keep these rows' (33_distributed)."""
     dims = {m: f.shape[1] for m, f in feats.items()}
     theta = sum(dims[m] * q[m] for m in feats) / sum(dims.values())
     B = len(next(iter(feats.values())))
-    keep = {m: (torch.rand(B, generator=generator) >= q[m]).to(f.device) for m, f in feats.items()}
+    rows, n = whole or (slice(0, B), B)
+    keep = {m: (torch.rand(n, generator=generator)[rows] >= q[m]).to(f.device) for m, f in feats.items()}
     out = {m: f * keep[m].unsqueeze(1).to(f.dtype) / (1 - theta + 1e-5) for m, f in feats.items()}
     return out, torch.stack(list(keep.values())).any(0)
 
@@ -129,6 +131,7 @@ def opm_drop(feats: dict[str, torch.Tensor], q: dict[str, float], generator=None
 class OPM(BalancingMethod):
     "Drop the dominant modality's features before fusion with a probability set by its confidence lead."
     max_modalities, needs_unimodal, log_prefix = 3, True, 'opm'
+    ddp = True      # scores summed; each process draws the whole batch's numbers and takes its rows' (33_distributed)
     def __init__(self, q_base: float = 0.4, alpha: float = 0.5, p_exe: float = 0.7, variant: str = 'balancemm',
                  modulation_starts: int = 0, modulation_ends: int = 80):
         if variant not in ('balancemm', 'original'):
@@ -145,13 +148,14 @@ class OPM(BalancingMethod):
         if not (self.active and learn.training and learn.in_batch): return
         out, y = learn.out, learn.batch['label']
         with torch.no_grad():
-            scores = {m: F.softmax(z, 1).gather(1, y[:, None]).sum().item() for m, z in out.unimodal.items()}
+            s = torch.stack([F.softmax(z, 1).gather(1, y[:, None]).sum() for z in out.unimodal.values()])
+        scores = dict(zip(out.unimodal, sum_over_ranks(learn, s).tolist()))       # the whole batch's sums
         q = opm_drop_probs(scores, self.q_base, self.alpha)
         execute = torch.rand(()).item() >= 1 - self.p_exe
         learn.log(**{f'opm_drop_prob_{m}': v for m, v in q.items()}, opm_drop_executed=float(execute))
         if not execute or not any(q.values()): return
-        feats, rows = opm_drop(out.features, q)
-        if not rows.any(): return
+        feats, rows = opm_drop(out.features, q, whole=batch_slice(learn))
+        if not sum_over_ranks(learn, rows.sum()): return              # no sample of the whole batch left
         if not rows.all():
             learn.batch = {k: (v[rows] if torch.is_tensor(v) else v) for k, v in learn.batch.items()}
             feats = {m: f[rows] for m, f in feats.items()}
