@@ -146,3 +146,18 @@ def test_torchrun_refuses_what_would_train_differently(tmp_path):
                         '--device', 'cpu', '--out', str(tmp_path)], capture_output=True, text=True, env=env)
     assert r.returncode != 0 and 'MMPareto cannot train in several processes yet' in r.stderr and 'AGM' in r.stderr
     assert not list(tmp_path.glob('*/config.yaml'))                   # refused before any run folder was made
+
+def test_data_parallel_training_refuses_a_loader_it_cannot_share_out(tmp_path):
+    "A training loader that is not an EpochLoader: a clear error naming what it is (in a process group of one)."
+    import torch.distributed as dist
+    from balance_nb.data import MFeat
+    from balance_nb.models import build_model
+    from balance_nb.learner import Learner, MethodConfigError
+    from balance_nb.distributed import DataParallelCB
+    ds = MFeat('train', views='pix,mor')
+    dl = torch.utils.data.DataLoader(ds, batch_size=32)
+    dist.init_process_group('gloo', init_method=f"file://{tmp_path/'group'}", rank=0, world_size=1)
+    try:
+        learn = Learner(build_model(ds), dl, cbs=[DataParallelCB()], progress=False)
+        with pytest.raises(MethodConfigError, match='shares out the batches of an EpochLoader.*DataLoader'): learn.fit(1)
+    finally: dist.destroy_process_group()
