@@ -164,7 +164,7 @@ def modalities(self) -> tuple[str, ...]:
 
 @patch_to(CompareDashboard)
 def chosen(self) -> list[str]:
-    "Ticked (and enabled) trainer names, in category order."
+    "Ticked (and enabled) method names, in category order."
     return [n for ns in self.categories.values() for n in ns if self.methods[n].value and not self.methods[n].disabled]
 
 @patch_to(CompareDashboard)
@@ -213,7 +213,7 @@ def run(self, _=None):
     self.progress.max, self.progress.value = len(configs), 0
     def _on(done, total, c, r):
         self.progress.value = done
-        self.status.value = f"{done}/{total} runs done (last: {c.trainer} seed {c.seed}" + (f", failed: {r['error']})" if 'error' in r else ')')
+        self.status.value = f"{done}/{total} runs done (last: {c.method} seed {c.seed}" + (f", failed: {r['error']})" if 'error' in r else ')')
     self.status.value = f"running {len(configs)} runs…"
     try:
         runs = run_sweep(configs, self.store, workers=self.workers, progress=False, on_result=_on)

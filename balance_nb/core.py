@@ -12,7 +12,7 @@ import torch
 # %% auto #0
 __all__ = ['RESERVED_KEYS', 'MODALITY_COLORS', 'DATASETS', 'ENCODERS', 'FUSIONS', 'METHODS', 'batch_modalities', 'to_device',
            'batch_size', 'modality_color', 'UnknownNameError', 'NameTakenError', 'same_definition', 'Registry',
-           'set_seed', 'get_device']
+           'set_seed', 'get_device', 'sum_over_processes']
 
 # %% ../nbs/00_core.ipynb #8d1b2882
 RESERVED_KEYS = ('label', 'idx')
@@ -109,7 +109,7 @@ DATASETS = Registry('dataset', "Import balance_nb.data for the built-in datasets
                                "imports every dataset module), or register your own with @DATASETS.register (42_your_own_dataset).")
 ENCODERS = Registry('encoder', "Import balance_nb.models for the built-in encoders, or register your own with @ENCODERS.register.")
 FUSIONS = Registry('fusion', "Import balance_nb.models for the built-in fusions, or register your own with @FUSIONS.register.")
-METHODS = Registry('trainer', "Call balance_nb.experiment.load_methods() to import every method module, or register your "
+METHODS = Registry('method', "Call balance_nb.experiment.load_methods() to import every method module, or register your "
                               "own with @register_method (40_your_own_method).")
 
 # %% ../nbs/00_core.ipynb #ddbe073d
@@ -129,3 +129,13 @@ def get_device(name: str | torch.device = 'cpu') -> torch.device:
         raise ValueError(f"--device {name!r} asked for a GPU, but torch sees no CUDA device here. Use --device cpu (or auto).")
     try: return torch.device(name)
     except RuntimeError: raise ValueError(f"Unknown device {name!r}. Use 'cpu', 'cuda', 'cuda:N' or 'auto'.") from None
+
+# %% ../nbs/00_core.ipynb #23df56d9
+def sum_over_processes(t: torch.Tensor) -> torch.Tensor:
+    "`t` summed over the processes of `torch.distributed`'s default group (a copy, on `t`'s device); `t` itself in one process."
+    import torch.distributed as dist
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1: return t
+    dev = torch.device('cuda', torch.cuda.current_device()) if dist.get_backend() == 'nccl' else torch.device('cpu')
+    s = t.detach().to(dev, copy=True)
+    dist.all_reduce(s)
+    return s.to(t.device)

@@ -97,18 +97,27 @@ class EpochLoader:
             raise ValueError(f"num_workers={num_workers!r}: expected a whole number >= 0 (0: load in this process).")
         self.drop_last, self.num_workers, self.pin_memory, self.epoch = drop_last, num_workers, pin_memory, 0
         self._dl, self._dl_key, self._active = None, None, False
-        self.rank, self.world_size = 0, 1     # data-parallel training (33_distributed): this process's share of each batch
+        # data-parallel runs (33_distributed): this process's `rank` of `world_size` takes its `share` — 'batch': the
+        # rank-th part of every batch (training: every process steps on the same global batch); 'samples': the rank-th
+        # contiguous part of the samples (evaluation: each sample is evaluated once, by one process)
+        self.rank, self.world_size, self.share = 0, 1, 'batch'
 
     def set_epoch(self, epoch: int):
         "Set the epoch (shuffle order); datasets with random per-epoch draws (`set_epoch`) are told too."
         self.epoch = epoch
         if hasattr(self.dataset, 'set_epoch'): self.dataset.set_epoch(epoch)
     def _order(self):
-        if not self.shuffle: return torch.arange(len(self.dataset))
-        return torch.randperm(len(self.dataset), generator=torch.Generator().manual_seed(self.seed * 100_003 + self.epoch))
+        if not self.shuffle: order = torch.arange(len(self.dataset))
+        else: order = torch.randperm(len(self.dataset), generator=torch.Generator().manual_seed(self.seed * 100_003 + self.epoch))
+        return order.tensor_split(self.world_size)[self.rank] if self.partial else order
+
+    @property
+    def partial(self) -> bool:
+        "Whether this loader gives this process only its part of the samples (an evaluation shared out over processes)."
+        return self.world_size > 1 and self.share == 'samples'
 
     def __len__(self):
-        n = len(self.dataset)
+        n = len(self._order()) if self.partial else len(self.dataset)
         return n // self.bs if self.drop_last else -(-n // self.bs)
 
     def _pinned(self) -> bool: return bool(self.pin_memory) and torch.cuda.is_available()
@@ -127,7 +136,7 @@ class EpochLoader:
     def __iter__(self):
         chunks = list(self._order().split(self.bs))
         if self.drop_last and chunks and len(chunks[-1]) < self.bs: chunks = chunks[:-1]
-        if self.world_size > 1: chunks = [c.tensor_split(self.world_size)[self.rank] for c in chunks]
+        if self.world_size > 1 and self.share == 'batch': chunks = [c.tensor_split(self.world_size)[self.rank] for c in chunks]
         if self.num_workers == 0:                          # in this process: the dataset as it is now
             if getattr(self.dataset, 'batch_indexable', False): batches = (self.dataset[c.tolist()] for c in chunks)
             else: batches = torch.utils.data.DataLoader(self.dataset, batch_sampler=[c.tolist() for c in chunks])

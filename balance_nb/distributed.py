@@ -14,7 +14,7 @@ from .learner import Callback, BalancingMethod, MethodConfigError
 
 # %% auto #0
 __all__ = ['torchrun_env', 'init_distributed', 'sum_over_ranks', 'mean_over_ranks', 'batch_sum', 'same_on_every_rank',
-           'whole_batches', 'batch_slice', 'check_ddp', 'ddp_methods', 'DataParallelCB']
+           'whole_batches', 'batch_slice', 'share_samples', 'check_ddp', 'ddp_methods', 'DataParallelCB']
 
 # %% ../nbs/33_distributed.ipynb #bd3e12c2
 def torchrun_env() -> dict | None:
@@ -98,6 +98,13 @@ def batch_slice(learn) -> tuple[slice, int]:
     start = sum(sizes[:dist.get_rank()])
     return slice(start, start + n), int(total)
 
+# %% ../nbs/33_distributed.ipynb #805f2ca0
+def share_samples(dl):
+    "`dl` (an EpochLoader), set to give this process its contiguous part of the samples when several processes run and each gets at least one."
+    if dist.is_available() and dist.is_initialized() and 1 < dist.get_world_size() <= len(dl.dataset):
+        dl.rank, dl.world_size, dl.share = dist.get_rank(), dist.get_world_size(), 'samples'
+    return dl
+
 # %% ../nbs/33_distributed.ipynb #ddf4cdc4
 def check_ddp(methods):
     "Raise `MethodConfigError` naming every method in `methods` not declared exact under data parallelism (`ddp = True`)."
@@ -162,6 +169,25 @@ class DataParallelCB(Callback):
         keys = sorted(k for k, v in row.items() if k not in ('epoch', 'iter') and isinstance(v, (int, float)) and not isinstance(v, bool))
         share = torch.tensor([float(row[k]) for k in keys], dtype=torch.float64, device=learn.device) * (self.n_local / self.n_global)
         row.update(zip(keys, sum_over_ranks(learn, share).tolist()))   # the whole batch's numbers
+
+    def before_validate(self):
+        dl = self.learn.valid_dl                # this process: its contiguous part of the validation split
+        saved = (dl.rank, dl.world_size, dl.share) if hasattr(dl, 'share') else None
+        self.valid_shared = share_samples(dl).partial if saved else False
+        if self.valid_shared: self.valid_saved, self.row_before = saved, dict(self.learn.epoch_row)
+
+    def after_validate(self):
+        learn, row = self.learn, self.learn.epoch_row
+        if not self.valid_shared: return        # EvalCB has added up its counts; the other numbers logged in validation
+        keys = sorted(k for k, v in row.items() if isinstance(v, (int, float)) and not isinstance(v, bool)   # are means
+                      and (k not in self.row_before or self.row_before[k] != v))                            # over the part
+        vals = torch.tensor([float(row[k]) * learn.valid_count for k in keys] + [float(learn.valid_count)], dtype=torch.float64)
+        total = sum_over_processes(vals)
+        row.update(zip(keys, (total[:-1] / total[-1]).tolist()))   # each weighted by its part's size
+
+    def cleanup_validate(self):
+        if getattr(self, 'valid_shared', False):
+            dl = self.learn.valid_dl; dl.rank, dl.world_size, dl.share = self.valid_saved
 
     def after_epoch(self): self.complete = self.learn.epoch == self.learn.n_epochs - 1
 

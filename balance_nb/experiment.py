@@ -18,9 +18,9 @@ from .models import build_model, encode_loader
 from .learner import Learner, Callback, CheckpointCB, History, NonFiniteLossError, MethodConfigError, BalancingMethod, PRECISIONS
 from .metrics import EvalCB, GradNormCB, PassCounterCB, evaluate, complexity
 from .methods.objective import BestStateCB
-from .analysis import save_history_plots, LivePlotCB, live_default
+from .analysis import save_history_plots, LivePlotCB, live_default, compare_runs
 from .diagnosis import probe_accuracy
-from .distributed import init_distributed, torchrun_env, DataParallelCB, check_ddp
+from .distributed import init_distributed, torchrun_env, DataParallelCB, check_ddp, share_samples
 
 # %% auto #0
 __all__ = ['CATEGORIES', 'DATASET_MODULES', 'PLUGIN_GROUP', 'BALANCEMM_MODELS', 'DATASET_ALIASES', 'POSITIVE', 'NON_NEGATIVE',
@@ -32,8 +32,8 @@ __all__ = ['CATEGORIES', 'DATASET_MODULES', 'PLUGIN_GROUP', 'BALANCEMM_MODELS', 
            'same_numbers', 'thin_steps', 'ResultStore', 'repository_root', 'course_store', 'use_installed_data',
            'RunResult', 'make_method', 'run_dir_for', 'recorded_environment', 'RunFilesCB', 'TensorBoardCB', 'run',
            'probe_metrics', 'final_metrics', 'teacher_run', 'unimodal_references', 'add_gaps', 'course_run',
-           'results_table', 'format_summary', 'restored_learner', 'evaluate_run', 'build_parser', 'cli_device',
-           'config_from_args', 'main', 'eval_main', 'store_main']
+           'beside_baseline', 'results_table', 'format_summary', 'restored_learner', 'evaluate_run', 'build_parser',
+           'cli_device', 'config_from_args', 'main', 'eval_main', 'store_main']
 
 # %% ../nbs/06_experiment.ipynb #2f8ca166
 CATEGORIES = ('baseline', 'data', 'feed-forward', 'objective', 'optimization')
@@ -90,7 +90,7 @@ def load_methods(plugins=()) -> Registry:
     return METHODS                                   # (installed plugins were imported by load_datasets)
 
 def methods_by_category() -> dict[str, list[str]]:
-    "Registered trainer names grouped by category (one name per method: aliases are left out)."
+    "Registered method names grouped by category (one name per method: aliases are left out)."
     load_methods()
     out, seen = {c: [] for c in CATEGORIES}, set()
     for n in METHODS.names():
@@ -127,7 +127,7 @@ def balancemm_model(name: str) -> str:
 @dataclass
 class RunConfig:
     "Everything that defines one training run."
-    trainer: str = 'baseline'                                 # a name from METHODS (see `python -m balance_nb --help`)
+    method: str = 'baseline'                                 # a name from METHODS (see `python -m balance_nb --help`)
     dataset: str = 'AVDigits'                                 # a name from DATASETS
     dataset_args: dict = field(default_factory=dict)          # the dataset's knobs, e.g. {'audio_snr_db': 0}
     hparams: dict = field(default_factory=dict)               # the method's hyper-parameters, e.g. {'alpha': 0.3}
@@ -148,10 +148,10 @@ class RunConfig:
     def resolved(self) -> RunConfig:
         "A copy with canonical names and the default number of epochs filled in."
         load_methods()
-        for f in ('trainer', 'dataset', 'fusion'):
+        for f in ('method', 'dataset', 'fusion'):
             if not isinstance(getattr(self, f), str): raise ConfigError(f"{f}={getattr(self, f)!r}: expected a name (str).")
-        name = METHODS.resolve(self.trainer)                   # an alias (Sample) is stored as its method's name
-        c = dataclasses.replace(self, trainer=method_aliases().get(name, name), dataset=DATASETS.resolve(DATASET_ALIASES.get(self.dataset, self.dataset)),
+        name = METHODS.resolve(self.method)                   # an alias (Sample) is stored as its method's name
+        c = dataclasses.replace(self, method=method_aliases().get(name, name), dataset=DATASETS.resolve(DATASET_ALIASES.get(self.dataset, self.dataset)),
                                 fusion=FUSIONS.resolve(balancemm_model(self.fusion)))
         if c.epochs is None: c.epochs = DATASETS.meta(c.dataset).get('epochs', 30)
         if str(c.precision) not in PRECISIONS:
@@ -161,7 +161,7 @@ class RunConfig:
     def key(self, code: str | None = None) -> str:
         "Hash of what determines the result: the fields (not device, output folder) and the code (`code_version`)."
         c = self.resolved(); d = asdict(c); d.pop('device'); d.pop('out')
-        d['code'] = code_version(c.trainer) if code is None else code
+        d['code'] = code_version(c.method) if code is None else code
         return hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
     @classmethod
@@ -169,6 +169,9 @@ class RunConfig:
         "From a dict (a YAML file); unknown keys fail with the list of valid ones."
         names = [f.name for f in dataclasses.fields(cls)]
         d = {k: v for k, v in d.items() if k != 'recorded'}          # what a run folder's config.yaml records, not a setting
+        if 'trainer' in d:            # BalanceMM's files and older run folders call the method `trainer`, as --trainer does
+            if 'method' in d: raise ValueError("The config names the method twice (trainer: and method:): keep method:.")
+            d['method'] = d.pop('trainer')
         bad = [k for k in d if k not in names]
         if bad: raise ValueError(f"Unknown config key(s) {bad}. Valid keys: {', '.join(names)}.")
         for k in ('hparams', 'dataset_args', 'encoders'):
@@ -189,9 +192,9 @@ def package_code() -> str:
         h.update(f.relative_to(root).as_posix().encode()); h.update(f.read_bytes())
     return f"{balance_nb.__version__}+{h.hexdigest()[:10]}"
 
-def code_version(trainer: str | None = None) -> str:
-    "`package_code()`, plus a hash of the file of `trainer`'s module when the method comes from outside the package."
-    cls = METHODS[trainer] if trainer and trainer in METHODS else None
+def code_version(method: str | None = None) -> str:
+    "`package_code()`, plus a hash of the file of `method`'s module when the method comes from outside the package."
+    cls = METHODS[method] if method and method in METHODS else None
     mod = sys.modules.get(getattr(cls, '__module__', '') or '')
     f = getattr(mod, '__file__', None)
     if cls is None or cls.__module__.startswith('balance_nb') or not f or not Path(f).exists(): return package_code()
@@ -289,9 +292,9 @@ def typed_config(c) -> 'RunConfig':
                    where=f.name)
         check_range(f.name, v, f.name); vals[f.name] = v
     c = dataclasses.replace(c, **vals)
-    if c.trainer in METHODS:
-        types, name = method_hparam_types(METHODS[c.trainer]), METHODS.resolve(c.trainer)
-        hp = canonical_hparams(METHODS[c.trainer], c.hparams)
+    if c.method in METHODS:
+        types, name = method_hparam_types(METHODS[c.method]), METHODS.resolve(c.method)
+        hp = canonical_hparams(METHODS[c.method], c.hparams)
         hp = {k: coerce(v, *types[k], where=f"{name} hyper-parameter {k}") if k in types else v for k, v in hp.items()}
         for k, v in hp.items(): check_range(k, v, f"{name} hyper-parameter {k}")
         c.hparams = hp
@@ -304,7 +307,7 @@ def typed_config(c) -> 'RunConfig':
 
 # %% ../nbs/06_experiment.ipynb #7bb9f35c
 MAX_STORED_STEPS = 20_000
-STORE_COLUMNS = ('key', 'trainer', 'dataset', 'seed', 'config', 'metrics', 'history', 'steps', 'finished', 'weights', 'code')
+STORE_COLUMNS = ('key', 'method', 'dataset', 'seed', 'config', 'metrics', 'history', 'steps', 'finished', 'weights', 'code')
 
 TIMING_METRICS = ('train_seconds', 'seconds_per_step')
 
@@ -323,9 +326,10 @@ class ResultStore:
         self.path, self.weights = Path(path), weights
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as db:
-            db.execute("""CREATE TABLE IF NOT EXISTS runs (key TEXT PRIMARY KEY, trainer TEXT, dataset TEXT, seed INTEGER,
+            db.execute("""CREATE TABLE IF NOT EXISTS runs (key TEXT PRIMARY KEY, method TEXT, dataset TEXT, seed INTEGER,
                           config TEXT, metrics TEXT, history TEXT, steps TEXT, finished REAL, weights BLOB, code TEXT)""")
             have = {r[1] for r in db.execute("PRAGMA table_info(runs)")}
+            if 'trainer' in have: db.execute("ALTER TABLE runs RENAME COLUMN trainer TO method")   # an older store
             for col, typ in (('weights', 'BLOB'), ('code', 'TEXT')):      # a store made before these columns existed
                 if col not in have: db.execute(f"ALTER TABLE runs ADD COLUMN {col} {typ}")
 
@@ -339,14 +343,14 @@ class ResultStore:
             torch.save({k: {n: t.detach().cpu() for n, t in sd.items()} for k, sd in states.items() if sd is not None}, buf)
             blob = buf.getvalue()
         with self._connect() as db:     # a put without states (e.g. adding reference numbers) keeps the weights stored before
-            db.execute("""INSERT INTO runs (key, trainer, dataset, seed, config, metrics, history, steps, finished, weights, code)
-                          VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(key) DO UPDATE SET trainer=excluded.trainer,
+            db.execute("""INSERT INTO runs (key, method, dataset, seed, config, metrics, history, steps, finished, weights, code)
+                          VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(key) DO UPDATE SET method=excluded.method,
                           dataset=excluded.dataset, seed=excluded.seed, config=excluded.config, metrics=excluded.metrics,
                           history=excluded.history, steps=excluded.steps, finished=excluded.finished,
                           weights=COALESCE(excluded.weights, runs.weights), code=excluded.code""",
-                       (c.key(), c.trainer, c.dataset, c.seed, json.dumps(asdict(c)), json.dumps(metrics),
+                       (c.key(), c.method, c.dataset, c.seed, json.dumps(asdict(c)), json.dumps(metrics),
                         json.dumps(history.epoch_rows), json.dumps(thin_steps(history.step_rows)), time.time(), blob,
-                        code_version(c.trainer)))
+                        code_version(c.method)))
 
     def states(self, config: RunConfig) -> dict | None:
         "The stored model states of `config` (`{'last': state_dict, 'best': state_dict}`), or None."
@@ -368,13 +372,13 @@ class ResultStore:
         with self._connect() as db: return db.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
 
     def table(self) -> pd.DataFrame:
-        "One row per stored run: trainer, dataset, seed, config columns and final metrics."
+        "One row per stored run: method, dataset, seed, config columns and final metrics."
         with self._connect() as db:
             rows = db.execute("SELECT key, config, metrics, code FROM runs ORDER BY finished").fetchall()
         recs = []
         for key, conf, met, code in rows:
             c = json.loads(conf)
-            recs.append({'key': key, 'trainer': c['trainer'], 'dataset': c['dataset'], 'seed': c['seed'],
+            recs.append({'key': key, 'method': c.get('method', c.get('trainer')), 'dataset': c['dataset'], 'seed': c['seed'],
                          'epochs': c['epochs'], 'dataset_args': json.dumps(c['dataset_args'], sort_keys=True),
                          'hparams': json.dumps(c['hparams'], sort_keys=True), 'code': code} | json.loads(met))
         return pd.DataFrame(recs)
@@ -390,8 +394,8 @@ class ResultStore:
                 try: have = {r[1] for r in src.execute("PRAGMA table_info(runs)")}
                 except sqlite3.DatabaseError as e: raise ValueError(f"{p} is not a result store ({e}).") from None
                 if 'key' not in have: raise ValueError(f"{p} has no `runs` table: not a balance_nb result store.")
-                cols = [c for c in STORE_COLUMNS if c in have]
-                rows = src.execute(f"SELECT {', '.join(cols)} FROM runs").fetchall()
+                cols = [c for c in STORE_COLUMNS if c in have or (c == 'method' and 'trainer' in have)]
+                rows = src.execute(f"SELECT {', '.join('trainer' if c == 'method' and c not in have else c for c in cols)} FROM runs").fetchall()
             finally: src.close()
             with self._connect() as db:
                 for row in rows:
@@ -457,7 +461,7 @@ class RunResult:
         if sd is None and self.store is not None and self.store.weights:   # stored before weights were kept (a sweep without
             return run(self.config, store=self.store, retrain=True, progress=False, live=False).load_model(checkpoint)   # them): train once more
         if sd is None:
-            raise LookupError(f"No weights kept for this {self.config.trainer} run: use a store that keeps them "
+            raise LookupError(f"No weights kept for this {self.config.method} run: use a store that keeps them "
                               "(ResultStore(path, weights=True), as course_store() does), a run folder (out=...), or run(..., retrain=True) to train again.")
         learn = restored_learner(self.config, self.store)
         learn.model.load_state_dict(sd)
@@ -469,20 +473,20 @@ class RunResult:
             if isinstance(cb, LivePlotCB): cb.retire(note)
         return self
 
-def make_method(trainer: str, hparams: dict, epochs: int | None = None) -> BalancingMethod:
-    "The callback of method `trainer` with `hparams` (+ its `short_schedule` for runs under 30 epochs)."
-    cls = load_methods()[trainer]
+def make_method(method: str, hparams: dict, epochs: int | None = None) -> BalancingMethod:
+    "The callback of the method named `method`, with `hparams` (+ its `short_schedule` for runs under 30 epochs)."
+    cls = load_methods()[method]
     valid, hparams = cls.hyperparameters(), canonical_hparams(cls, hparams)
     bad = [k for k in hparams if k not in valid]
     if bad:
-        raise ValueError(f"{METHODS.resolve(trainer)} has no hyper-parameter(s) {bad}. "
+        raise ValueError(f"{METHODS.resolve(method)} has no hyper-parameter(s) {bad}. "
                          f"Its hyper-parameters (defaults): {', '.join(f'{k}={v}' for k, v in valid.items())}.")
     short = dict(cls.short_schedule) if epochs is not None and epochs < 30 else {}
     return cls(**(short | hparams))
 
 def run_dir_for(c: RunConfig) -> Path | None:
     "The run folder of `c` (deterministic, so a run can be resumed)."
-    return None if c.out is None else Path(c.out)/f"{c.trainer}-{c.dataset}-s{c.seed}-{c.key()}"
+    return None if c.out is None else Path(c.out)/f"{c.method}-{c.dataset}-s{c.seed}-{c.key()}"
 
 # %% ../nbs/06_experiment.ipynb #962b3e12
 def recorded_environment(world_size: int = 1, batch_size: int | None = None) -> dict:
@@ -546,6 +550,7 @@ def run(config: RunConfig | None = None, cbs=(), store: ResultStore | str | None
     "Train `config` (fields can be given as keyword arguments), evaluate on test, write the run folder."
     # live: one figure redrawn in place while training (`LivePlotCB`); None = only inside Jupyter, not under tests
     # tensorboard: also write TensorBoard event files to <run folder>/tensorboard (needs the `tensorboard` package)
+    if 'trainer' in overrides: overrides['method'] = overrides.pop('trainer')      # the CLI's word (--trainer) works too
     c = dataclasses.replace(config or RunConfig(), **overrides).resolved()
     if tensorboard: TensorBoardCB.require()                  # a missing package is said before any data is loaded
     store = ResultStore(store) if isinstance(store, (str, Path)) else store
@@ -558,7 +563,7 @@ def run(config: RunConfig | None = None, cbs=(), store: ResultStore | str | None
             if rank == 0: store.put(c, metrics, hist)
         return RunResult(c, metrics, hist, run_dir_for(c), cached=True, store=store)
     set_seed(c.seed)
-    method = make_method(c.trainer, c.hparams, c.epochs)
+    method = make_method(c.method, c.hparams, c.epochs)
     if parallel: check_ddp([method])              # a method not exact in several processes is refused (33_distributed)
     splits = {s: build_dataset(c.dataset, s, **c.dataset_args) for s in ('train', 'valid', 'test')}
     skipped = {s: [why for _, why in getattr(d, 'skipped', [])] for s, d in splits.items()}   # on_error=skip dropped these
@@ -568,7 +573,7 @@ def run(config: RunConfig | None = None, cbs=(), store: ResultStore | str | None
     std = [EvalCB(), GradNormCB(), PassCounterCB()] + ([CheckpointCB(rd/'checkpoints'), RunFilesCB(rd)] if rd else [])
     if tensorboard and rank == 0: std.append(TensorBoardCB(rd/'tensorboard' if rd else Path('runs')/'tensorboard'/c.key()))
     if parallel: std.append(DataParallelCB()); progress = False if rank else progress
-    if live_default() if live is None else live: std.append(LivePlotCB(f"{c.trainer} on {c.dataset} (seed {c.seed})", quiet=False))
+    if live_default() if live is None else live: std.append(LivePlotCB(f"{c.method} on {c.dataset} (seed {c.seed})", quiet=False))
     best = BestStateCB()                             # the best-validation weights: RunResult.best_state, and the store's
     std.append(best)
     pin = device.type == 'cuda'                      # page-locked batches copy to the GPU faster (and asynchronously)
@@ -593,7 +598,7 @@ def run(config: RunConfig | None = None, cbs=(), store: ResultStore | str | None
     if rd and any(skipped.values()): (rd/'skipped.txt').write_text(''.join(f'{s}\t{why}\n' for s, v in skipped.items() for why in v))
     if rd:
         (rd/'metrics.json').write_text(json.dumps(metrics | {'recorded': env}, indent=1))
-        save_history_plots(learn.history, rd, f"{c.trainer} on {c.dataset} (seed {c.seed})")
+        save_history_plots(learn.history, rd, f"{c.method} on {c.dataset} (seed {c.seed})")
     if store is not None and rank == 0: store.put(c, metrics, learn.history, {'last': learn.model.state_dict(), 'best': best.state})
     return RunResult(c, metrics, learn.history, rd, learn, store=store, best_state=best.state)
 
@@ -612,7 +617,8 @@ def probe_metrics(model, train_ds, test_ds, device='cpu', max_train: int = PROBE
 # %% ../nbs/06_experiment.ipynb #54d4fefb
 def final_metrics(learn: Learner, test_ds, seconds: float, train_ds=None) -> dict:
     "Test metrics of the trained model (with linear probes when `train_ds` is given) plus cost figures from its history."
-    m = evaluate(learn.model, make_loader(test_ds, 256, pin_memory=learn.device.type == 'cuda'), device=learn.device)
+    dl = share_samples(make_loader(test_ds, 256, pin_memory=learn.device.type == 'cuda'))   # several processes: each its part
+    m = evaluate(learn.model, dl, device=learn.device)
     if train_ds is not None: m |= probe_metrics(learn.model, train_ds, test_ds, learn.device)
     st, ep = learn.history.steps, learn.history.epochs
     m['best_valid_acc'] = float(ep['acc'].max()) if 'acc' in ep else float('nan')
@@ -627,7 +633,7 @@ def final_metrics(learn: Learner, test_ds, seconds: float, train_ds=None) -> dic
 def teacher_run(config: RunConfig, modality: str, checkpoint: str = 'best', store: ResultStore | None = None):
     "The `unimodal` run of `modality` with `config`'s data, seed and budget, and its model state at `checkpoint` ('best' or 'last')."
     if checkpoint not in ('best', 'last'): raise ValueError(f"checkpoint={checkpoint!r}: expected 'best' or 'last'.")
-    ref = dataclasses.replace(config, trainer='unimodal', hparams={'modality': modality})
+    ref = dataclasses.replace(config, method='unimodal', hparams={'modality': modality})
     r = run(ref, store=store, progress=False, live=False)
     if (sd := r.state_dict(checkpoint)) is None:                           # cached without weights: train it again
         r = run(ref, store=store, retrain=True, progress=False, live=False); sd = r.state_dict(checkpoint)
@@ -639,7 +645,7 @@ def unimodal_references(c: RunConfig, store: ResultStore | None = None) -> dict:
     mods = build_dataset(c.dataset, 'valid', **c.dataset_args).modalities
     out = {}
     for m in mods:
-        ref = dataclasses.replace(c, trainer='unimodal', hparams={'modality': m}, out=None)
+        ref = dataclasses.replace(c, method='unimodal', hparams={'modality': m}, out=None)
         r = run(ref, store=store, progress=False, live=False)
         out[f'alone_acc_{m}'] = r.metrics['acc']
     return out
@@ -652,9 +658,22 @@ def add_gaps(metrics: dict) -> dict:
 # %% ../nbs/06_experiment.ipynb #2204a26d
 COURSE_BUDGET = dict(dataset='AVDigits', seed=0, epochs=4)
 
-def course_run(trainer: str = 'baseline', **overrides) -> RunResult:
+def course_run(method: str = 'baseline', **overrides) -> RunResult:
     "One course run: `COURSE_BUDGET`, no run folder, answered from `course_store()` when it holds the run."
-    return run(**(COURSE_BUDGET | dict(trainer=trainer, out=None, store=course_store(), progress=False) | overrides))
+    return run(**(COURSE_BUDGET | dict(method=method, out=None, store=course_store(), progress=False) | overrides))
+
+# %% ../nbs/06_experiment.ipynb #ee93d2dc
+def beside_baseline(method: str, keys=None, **overrides) -> RunResult:
+    "The course run of `method` drawn under the baseline's (same data and budget), their test numbers side by side; the method's run."
+    import matplotlib.pyplot as plt
+    base = course_run('baseline', **{k: v for k, v in overrides.items() if k != 'hparams'}).retire_live_figure()
+    r = course_run(method, **overrides).retire_live_figure()       # the live figures give way to the one below
+    compare_runs({'baseline': base, method: r}, title=f'{method} beside the baseline on {r.config.dataset} ({r.config.epochs} epochs)')
+    plt.show()
+    mods = [k[len('acc_'):] for k in r.metrics if k.startswith('acc_')]
+    keys = keys or ['acc', *(f'acc_{m}' for m in mods), *(f'shapley_{m}' for m in mods), 'imbalance']
+    print(pd.DataFrame({'baseline': {k: base.metrics.get(k) for k in keys}, method: {k: r.metrics.get(k) for k in keys}}).round(3))
+    return r
 
 # %% ../nbs/06_experiment.ipynb #4c4b0098
 def results_table(metrics: dict, modalities) -> pd.DataFrame:
@@ -670,7 +689,7 @@ def format_summary(result: RunResult) -> str:
     "The text the CLI prints after a run."
     c, m = result.config, result.metrics
     mods = [k[len('shapley_'):] for k in m if k.startswith('shapley_')]
-    lines = [f"{c.trainer} on {c.dataset} ({c.epochs} epochs, seed {c.seed})" + ("  [from the result store]" if result.cached else ''),
+    lines = [f"{c.method} on {c.dataset} ({c.epochs} epochs, seed {c.seed})" + ("  [from the result store]" if result.cached else ''),
              results_table(m, mods).to_string(float_format=lambda x: f'{x:.3f}'),
              f"imbalance degree {m.get('imbalance', float('nan')):.3f}   best valid acc {m.get('best_valid_acc', float('nan')):.3f}",
              (f"time {m['train_seconds']:.1f} s ({m['seconds_per_step']*1000:.1f} ms/step, "
@@ -689,7 +708,7 @@ def restored_learner(c: RunConfig, store: ResultStore | None = None) -> Learner:
     ds = {s: build_dataset(c.dataset, s, **c.dataset_args) for s in ('train', 'valid', 'test')}
     model = build_model(ds['train'], c.fusion, c.encoders, c.feature_dim)
     learn = Learner(model, make_loader(ds['train'], c.batch_size), make_loader(ds['valid'], 256),
-                    cbs=[make_method(c.trainer, c.hparams, c.epochs)], lr=c.lr, device=get_device(c.device), progress=False)
+                    cbs=[make_method(c.method, c.hparams, c.epochs)], lr=c.lr, device=get_device(c.device), progress=False)
     learn.config, learn.datasets, learn.store = c, ds, store
     learn.teacher_run = lambda m, checkpoint='best': teacher_run(c, m, checkpoint, store)
     learn.fit(0)                                    # zero epochs: only before_fit/after_fit, where a method reshapes the model
@@ -699,7 +718,7 @@ def evaluate_run(run_dir, split: str = 'test', checkpoint: str = 'last', device:
     "Metrics of a run folder's `checkpoints/<checkpoint>.pt` on `split` (test or valid), as a `RunResult`."
     rd = Path(run_dir)
     if not (rd/'config.yaml').exists():
-        raise CLIError(f"{rd} is not a run folder: it has no config.yaml (a run folder is runs/<trainer>-<dataset>-s<seed>-<hash>).")
+        raise CLIError(f"{rd} is not a run folder: it has no config.yaml (a run folder is runs/<method>-<dataset>-s<seed>-<hash>).")
     if split not in ('test', 'valid'): raise CLIError(f"--split {split!r}: expected test or valid.")
     if checkpoint not in ('best', 'last'): raise CLIError(f"--checkpoint {checkpoint!r}: expected best or last.")
     ck = rd/'checkpoints'/f'{checkpoint}.pt'
@@ -810,7 +829,8 @@ def config_from_args(a) -> RunConfig:
         except yaml.YAMLError as e: raise CLIError(f"--config {path}: not valid YAML ({e}).") from None
         if not isinstance(base, dict): raise CLIError(f"--config {path}: expected `key: value` lines (RunConfig fields), got {type(base).__name__}.")
     c = RunConfig.from_dict(base)
-    for f in ('trainer', 'dataset', 'fusion', 'epochs', 'seed', 'lr', 'batch_size', 'out', 'precision'):
+    if a.trainer is not None: c.method = a.trainer              # the seed's flag name for the method
+    for f in ('dataset', 'fusion', 'epochs', 'seed', 'lr', 'batch_size', 'out', 'precision'):
         if getattr(a, f) is not None: setattr(c, f, getattr(a, f))
     if a.device is not None: c.device = cli_device(a.device)
     hp = dict(c.hparams) | {FLAG_TO_HPARAM.get(f, f): getattr(a, f) for f in METHOD_FLAGS if getattr(a, f) is not None} | dict(a.hp)
@@ -836,9 +856,9 @@ def main(argv=None) -> int:
         knobs = dataset_knobs(c.dataset)
         bad = [k for k in c.dataset_args if k not in knobs]
         if bad: raise CLIError(f"Dataset {c.dataset} has no option(s) {bad}. Its options: {', '.join(knobs)}.")
-        make_method(c.trainer, c.hparams)       # checks hyper-parameter names before any data is loaded
+        make_method(c.method, c.hparams)       # checks hyper-parameter names before any data is loaded
         store = ResultStore(a.store or Path(c.out or 'runs')/'results.sqlite')
-        result = run(c, store=store, retrain=a.resume, resume=a.resume, reference=not a.no_reference and c.trainer != 'unimodal', live=False,
+        result = run(c, store=store, retrain=a.resume, resume=a.resume, reference=not a.no_reference and c.method != 'unimodal', live=False,
                      tensorboard=a.tensorboard)
     except (CLIError, UnknownNameError, ValueError, MissingDataError) as e:   # user errors: message, exit 2
         print(f"error: {e}", file=sys.stderr); return 2
@@ -849,7 +869,7 @@ def main(argv=None) -> int:
 def eval_main(argv=None) -> int:
     "`python -m balance_nb eval RUN_DIR [--split test|valid] [--checkpoint best|last]`; returns the exit code."
     p = _Parser(prog='python -m balance_nb eval', description="Evaluate a run folder's checkpoint and print its results table.")
-    p.add_argument('run_dir', help='a run folder (runs/<trainer>-<dataset>-s<seed>-<hash>)')
+    p.add_argument('run_dir', help='a run folder (runs/<method>-<dataset>-s<seed>-<hash>)')
     p.add_argument('--split', choices=('test', 'valid'), default='test')
     p.add_argument('--checkpoint', choices=('best', 'last'), default='last',
                    help='last (default: the model the run reported) or best (best validation accuracy)')
@@ -883,7 +903,7 @@ def store_main(argv=None) -> int:
         else:
             if not Path(a.store).is_file(): raise FileNotFoundError(f"No result store at {a.store}.")
             t = ResultStore(a.store).table()
-            print(t[[c for c in ('trainer', 'dataset', 'seed', 'epochs', 'dataset_args', 'hparams', 'acc', 'code') if c in t]].to_string()
+            print(t[[c for c in ('method', 'dataset', 'seed', 'epochs', 'dataset_args', 'hparams', 'acc', 'code') if c in t]].to_string()
                   if len(t) else f"{a.store}: no runs")
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr); return 2

@@ -20,7 +20,7 @@ from .models import MMOutput
 __all__ = ['PRECISIONS', 'EVENTS', 'CancelBatch', 'CancelEpoch', 'CancelValidate', 'CancelFit', 'NonFiniteLossError',
            'MethodConfigError', 'StepConflictError', 'Callback', 'TimingCB', 'NonFiniteLossCB', 'ProgressCB', 'History',
            'checkpoint_keys', 'Learner', 'float32_output', 'CheckpointCB', 'BalancingMethod', 'register_method',
-           'Baseline', 'Unimodal', 'restrict_model', 'LinearProbe']
+           'Baseline', 'Unimodal', 'restrict_model', 'LinearProbe', 'small_learner']
 
 # %% ../nbs/03_learner.ipynb #f2d73ed1
 class CancelBatch(Exception): "Skip the rest of this batch."
@@ -423,7 +423,7 @@ class BalancingMethod(Callback):
         return out
 
 def register_method(name: str, category: str, replace: bool = False, **meta):
-    "Register a `BalancingMethod` under BalanceMM's trainer `name` (what `--trainer` takes); a taken name needs `replace=True`."
+    "Register a `BalancingMethod` under `name`, BalanceMM's name of the method (what `--trainer` takes); a taken name needs `replace=True`."
     def _inner(cls):
         METHODS.register(name, replace=replace, category=category, **meta)(cls)
         cls.category = category
@@ -476,3 +476,14 @@ class LinearProbe(BalancingMethod):
         for mod in model.fusion.modules():
             if hasattr(mod, 'reset_parameters'): mod.reset_parameters()
     def before_train(self): self.learn.model.encoders.eval()    # BatchNorm statistics stay frozen
+
+# %% ../nbs/03_learner.ipynb #53f3c4da
+def small_learner(cbs, train, valid=None, bs: int = 32, fusion: str = 'concat', seed: int = 0, shuffle: bool = True,
+                  valid_bs: int = 128, model=None) -> Learner:
+    "A Learner on `train` (batches of `bs`; `valid` for validation) with `cbs`, `model` or `train`'s default model, the random state seeded with `seed` first."
+    from balance_nb.models import build_model
+    from balance_nb.data import make_loader
+    set_seed(seed)
+    return Learner(model if model is not None else build_model(train, fusion), make_loader(train, bs, shuffle=shuffle, seed=seed),
+                   None if valid is None else make_loader(valid, valid_bs), cbs=[cbs] if isinstance(cbs, Callback) else list(cbs),
+                   progress=False)

@@ -169,6 +169,16 @@ class MetricAccumulator:
             preds = coalition_pred_matrix(self.model, batch, out, self.brute_force, self.zero)
             self.correct = self.correct + preds.eq(y).sum(1)
 
+    def add_other_processes(self):
+        "Add the counts of the other processes, each of which evaluated its own part of the split (33_distributed)."
+        keys = [k for k in ('fused', *self.model.modalities) if k in self.cms]
+        parts = [self.cms[k].double().flatten() for k in keys] + [torch.tensor([float(self.n)], dtype=torch.float64)]
+        if self.shapley: parts.append(torch.as_tensor(self.correct, dtype=torch.float64).cpu().flatten())
+        summed = sum_over_processes(torch.cat(parts)).round().long().split([len(p) for p in parts])
+        self.cms |= {k: t.view_as(self.cms[k]) for k, t in zip(keys, summed)}
+        self.n = int(summed[len(keys)])
+        if self.shapley: self.correct = summed[-1]
+
     def result(self) -> dict:
         "acc, f1, acc_<m>, f1_<m>, shapley_<m>, imbalance."
         r = {'acc': accuracy(self.cms['fused']), 'f1': macro_f1(self.cms['fused'])}
@@ -189,6 +199,7 @@ def evaluate(model, loader, num_classes: int | None = None, device='cpu', shaple
     for batch in loader:
         batch = to_device(batch, device)
         acc.update(batch, model(batch))
+    if getattr(loader, 'partial', False): acc.add_other_processes()   # each process had its part of the split
     return acc.result()
 
 # %% ../nbs/04_metrics.ipynb #cc6f602a
@@ -199,7 +210,9 @@ class EvalCB(Callback):
     def before_validate(self):
         self.acc = MetricAccumulator(self.learn.model, self.learn.model.fusion.num_classes, self.shapley)
     def after_valid_batch(self): self.acc.update(self.learn.batch, self.learn.out)
-    def after_validate(self): self.learn.log(**self.acc.result())
+    def after_validate(self):
+        if getattr(self.learn.valid_dl, 'partial', False): self.acc.add_other_processes()   # 33_distributed
+        self.learn.log(**self.acc.result())
 
 class GradNormCB(Callback):
     "Log `grad_norm_<m>`: the L2 norm of each encoder's gradient at every optimizer step."

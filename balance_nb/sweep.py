@@ -18,7 +18,7 @@ from .experiment import (RunConfig, ResultStore, run, load_methods, methods_by_c
                                    CATEGORIES, DATASET_FLAGS, FLAG_TO_KNOB, CLIError)
 
 # %% auto #0
-__all__ = ['SUMMARY_KEYS', 'canonical_knobs', 'dataset_modalities', 'unavailable_reason', 'expand_trainers', 'make_grid',
+__all__ = ['SUMMARY_KEYS', 'canonical_knobs', 'dataset_modalities', 'unavailable_reason', 'expand_methods', 'make_grid',
            'run_label', 'run_category', 'check_devices', 'run_sweep', 'sweep_frame', 'sweep_histories', 'summarize',
            'paper_table', 'shard_configs', 'build_sweep_parser', 'grid_from_args', 'sweep_main']
 
@@ -45,17 +45,17 @@ def dataset_modalities(dataset: str, knobs: dict | None = None) -> tuple[str, ..
     "The modality names of `dataset` with `knobs`."
     return _modalities(DATASETS.resolve(dataset), json.dumps(canonical_knobs(dataset, knobs), sort_keys=True))
 
-def unavailable_reason(trainer: str, n_modalities: int) -> str | None:
-    "Why `trainer` cannot run on data with `n_modalities` modalities (None if it can)."
-    cls = load_methods()[trainer]
+def unavailable_reason(method: str, n_modalities: int) -> str | None:
+    "Why `method` cannot run on data with `n_modalities` modalities (None if it can)."
+    cls = load_methods()[method]
     if n_modalities > cls.max_modalities:
-        return f"{METHODS.resolve(trainer)} supports at most {cls.max_modalities} modalities (this data has {n_modalities})"
+        return f"{METHODS.resolve(method)} supports at most {cls.max_modalities} modalities (this data has {n_modalities})"
     return None
 
 # %% ../nbs/31_sweep.ipynb #22f3c073
-def expand_trainers(trainers, dataset: str = 'AVDigits', knobs: dict | None = None) -> list[tuple[str, dict]]:
-    "(trainer, hparams) pairs for names like 'baseline', 'unimodal' (one per modality), 'all', 'OGM'."
-    names = [t.strip() for t in (trainers.split(',') if isinstance(trainers, str) else trainers) if t.strip()]
+def expand_methods(methods, dataset: str = 'AVDigits', knobs: dict | None = None) -> list[tuple[str, dict]]:
+    "(method, hparams) pairs for names like 'baseline', 'unimodal' (one per modality), 'all', 'OGM'."
+    names = [t.strip() for t in (methods.split(',') if isinstance(methods, str) else methods) if t.strip()]
     mods = dataset_modalities(dataset, knobs)
     out = []
     for name in names:
@@ -78,18 +78,18 @@ def _product(d: dict) -> list[dict]:
     vals = [v if isinstance(v, list) else [v] for v in d.values()]
     return [dict(zip(keys, combo)) for combo in itertools.product(*vals)]
 
-def make_grid(trainers='baseline', dataset: str = 'AVDigits', knobs: dict | None = None, seeds=(0,),
+def make_grid(methods='baseline', dataset: str = 'AVDigits', knobs: dict | None = None, seeds=(0,),
               hparams: dict | None = None, **fields) -> list[RunConfig]:
-    "`RunConfig`s for every (knob setting, trainer + hyper-parameters, seed); `fields` go into every config."
+    "`RunConfig`s for every (knob setting, method + hyper-parameters, seed); `fields` go into every config."
     dataset, out = DATASETS.resolve(dataset), []
     fields = {'out': None} | fields
     hp_grid = {load_methods().resolve(k): v for k, v in (hparams or {}).items()}
     for kn in _product(dict(knobs or {})):
         kn = canonical_knobs(dataset, kn)
-        for t, base in expand_trainers(trainers, dataset, kn):
+        for t, base in expand_methods(methods, dataset, kn):
             for hp in _product(hp_grid.get(t, {})):
                 make_method(t, base | hp)                   # unknown hyper-parameter names fail here, with the valid ones
-                out += [RunConfig(trainer=t, dataset=dataset, dataset_args=kn, hparams=base | hp, seed=s, **fields)
+                out += [RunConfig(method=t, dataset=dataset, dataset_args=kn, hparams=base | hp, seed=s, **fields)
                         for s in seeds]
     return out
 
@@ -97,12 +97,12 @@ def make_grid(trainers='baseline', dataset: str = 'AVDigits', knobs: dict | None
 def run_label(c: RunConfig) -> str:
     "The table's name for the method of `c`: 'OGM', 'OGM (alpha=0.5)', 'unimodal (audio)'."
     hp = dict(c.hparams)
-    if c.trainer == 'unimodal' and set(hp) == {'modality'}: return f"unimodal ({hp['modality']})"
-    return c.trainer + (f" ({', '.join(f'{k}={v}' for k, v in sorted(hp.items()))})" if hp else '')
+    if c.method == 'unimodal' and set(hp) == {'modality'}: return f"unimodal ({hp['modality']})"
+    return c.method + (f" ({', '.join(f'{k}={v}' for k, v in sorted(hp.items()))})" if hp else '')
 
 def run_category(c: RunConfig) -> str:
     "The category the method of `c` is registered under."
-    return METHODS.meta(c.trainer).get('category', 'other')
+    return METHODS.meta(c.method).get('category', 'other')
 
 # %% ../nbs/31_sweep.ipynb #e46310c9
 _WORKER_DEVICE = None                # the device of this worker process (set by `_init_worker`)
@@ -183,13 +183,13 @@ def run_sweep(configs, store: ResultStore | str = 'runs/results.sqlite', workers
 
 # %% ../nbs/31_sweep.ipynb #2a2225fa
 def sweep_frame(configs, store: ResultStore | str) -> pd.DataFrame:
-    "One row per config that is in `store`: label, category, trainer, dataset, knobs, seed, epochs + its test metrics."
+    "One row per config that is in `store`: label, category, method, dataset, knobs, seed, epochs + its test metrics."
     store = store if isinstance(store, ResultStore) else ResultStore(store)
     rows = []
     for c in configs:
         hit = store.get(c)
         if hit is None: continue
-        rows.append({'label': run_label(c), 'category': run_category(c), 'trainer': c.trainer, 'dataset': c.dataset,
+        rows.append({'label': run_label(c), 'category': run_category(c), 'method': c.method, 'dataset': c.dataset,
                      'knobs': json.dumps(c.dataset_args, sort_keys=True), 'epochs': c.epochs, 'seed': c.seed,
                      'key': c.key()} | hit[0])
     return pd.DataFrame(rows)
@@ -209,7 +209,7 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
     base = df[df.label == 'baseline'].groupby(setting)['seconds_per_step'].mean().rename('_base_sps')
     df = df.join(base, on=setting)
     df['rel_seconds_per_step'] = df['seconds_per_step'] / df['_base_sps']
-    num = [c for c in df.columns if c not in SUMMARY_KEYS + ['seed', 'key', 'trainer', '_base_sps']
+    num = [c for c in df.columns if c not in SUMMARY_KEYS + ['seed', 'key', 'method', '_base_sps']
            and pd.api.types.is_numeric_dtype(df[c])]
     g = df.groupby(SUMMARY_KEYS, sort=False)[num]
     out = g.mean().join(g.std(ddof=1).add_suffix('_std')).join(g.size().rename('n_seeds'))
@@ -324,7 +324,7 @@ def _values(s: str, typ, sep=','):
 def build_sweep_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='python -m balance_nb sweep', description='Run a grid of methods × data settings × seeds '
                                 'through the result store and print the paper-style table.')
-    p.add_argument('--trainers', default='baseline', help="comma-separated trainer names, 'unimodal' (one per modality) or 'all'")
+    p.add_argument('--trainers', default='baseline', help="comma-separated method names, 'unimodal' (one per modality) or 'all'")
     p.add_argument('--dataset', default='AVDigits')
     p.add_argument('--seeds', default='0', help='comma-separated seeds, e.g. 0,1,2')
     p.add_argument('--epochs', type=int, default=None, help="default: the dataset's")
@@ -340,7 +340,7 @@ def build_sweep_parser() -> argparse.ArgumentParser:
     p.add_argument('--table', default=None, help='write the paper table here (.md, .html or .tex)')
     p.add_argument('--format', default=None, help='table format: markdown, html, latex (default: from --table, else markdown)')
     p.add_argument('--csv', default=None, help='write one row per run (all metrics) to this CSV file')
-    p.add_argument('--hp', action='append', default=[], metavar='TRAINER.KEY=V1,V2', help='hyper-parameter values of one method')
+    p.add_argument('--hp', action='append', default=[], metavar='METHOD.KEY=V1,V2', help='hyper-parameter values of one method')
     p.add_argument('--plugin', action='append', default=[], help='import this module first (your own methods)')
     p.add_argument('--no-progress', action='store_true')
     d = p.add_argument_group('dataset options (comma-separated values form a grid; --views sets are separated by ;)')
@@ -360,7 +360,7 @@ def grid_from_args(a) -> list[RunConfig]:
     hps = {}
     for spec in a.hp:
         if '=' not in spec or '.' not in spec.split('=')[0]:
-            raise CLIError(f"--hp {spec!r}: expected TRAINER.KEY=V1,V2 (e.g. --hp OGM.alpha=0.1,0.5).")
+            raise CLIError(f"--hp {spec!r}: expected METHOD.KEY=V1,V2 (e.g. --hp OGM.alpha=0.1,0.5).")
         name, vals = spec.split('=', 1); t, k = name.split('.', 1)
         import yaml
         hps.setdefault(t, {})[k] = [yaml.safe_load(v) for v in vals.split(',')]

@@ -53,14 +53,14 @@ def main(argv=None):
     say(f"device {device} ({torch.cuda.get_device_name() if device == 'cuda' else 'cpu'}); {ds}; fabricated in {t_fab:.1f} s; "
         f"{world} process(es){' (torchrun: DistributedDataParallel)' if torchrun_env() else ''}")
     rows = []
-    for trainer in a.trainers.split(','):
+    for method in a.trainers.split(','):
         for precision in a.precisions.split(','):
             if device == 'cuda': torch.cuda.reset_peak_memory_stats()
-            r = run(RunConfig(trainer=trainer, dataset='CREMAD', epochs=1, batch_size=a.batch_size, device=device, out=None,
-                              precision=precision, hparams={'modulation_starts': 0} if trainer == 'OGM' else {},
+            r = run(RunConfig(method=method, dataset='CREMAD', epochs=1, batch_size=a.batch_size, device=device, out=None,
+                              precision=precision, hparams={'modulation_starts': 0} if method == 'OGM' else {},
                               dataset_args={'root': str(root), 'image_size': size, 'num_workers': a.workers}), progress=False)
             m = r.metrics
-            report = {'trainer': trainer, 'precision': precision, 'device': device, 'train_samples': len(ds),
+            report = {'method': method, 'precision': precision, 'device': device, 'train_samples': len(ds),
                       'world_size': world,
                       'input_shapes': {k: list(v) for k, v in ds.input_shapes.items()}, 'batch_size': a.batch_size,
                       'steps': len(r.history.steps), 'seconds_per_step': m['seconds_per_step'],
@@ -72,7 +72,7 @@ def main(argv=None):
     table = ['| method | precision | processes | samples/s | ms/step | peak GPU MiB |', '|---|---|---:|---:|---:|---:|']
     for r in rows:
         peak = '–' if r['peak_gpu_mib'] is None else f"{r['peak_gpu_mib']:.0f}"
-        table.append(f"| {r['trainer']} | {r['precision']} | {r['world_size']} | {r['samples_per_second']:.1f} | {1000 * r['seconds_per_step']:.0f} | {peak} |")
+        table.append(f"| {r['method']} | {r['precision']} | {r['world_size']} | {r['samples_per_second']:.1f} | {1000 * r['seconds_per_step']:.0f} | {peak} |")
     say('\n'.join(table))
     if a.md and rank == 0:
         head = (f"# GPU check: two ResNet-18s on a fabricated CREMA-D tree\n\nDevice: {device} "

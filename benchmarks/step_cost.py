@@ -19,11 +19,11 @@ from balance_nb.experiment import run, methods_by_category, load_methods
 ROOT = Path(__file__).resolve().parents[1]
 WARMUP_STEPS = 5
 
-def measure(trainer, epochs, seed):
+def measure(method, epochs, seed):
     # methods with a modulation window start it at epoch 2 in short runs: open it at once, so the steps timed are
     # the steps the method changes
-    hp = {'modulation_starts': 0} if 'modulation_starts' in load_methods()[trainer].hyperparameters() else {}
-    r = run(trainer=trainer, dataset='AVDigits', epochs=epochs, seed=seed, hparams=hp, out=None, store=None,
+    hp = {'modulation_starts': 0} if 'modulation_starts' in load_methods()[method].hyperparameters() else {}
+    r = run(method=method, dataset='AVDigits', epochs=epochs, seed=seed, hparams=hp, out=None, store=None,
             progress=False, live=False)
     st = r.history.steps
     steps = st.iloc[WARMUP_STEPS:]                                # the first steps warm up allocators and caches

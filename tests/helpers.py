@@ -9,6 +9,6 @@ def cli(*args, cwd=None):
     return subprocess.run([sys.executable, '-m', 'balance_nb', *args], cwd=cwd or ROOT, capture_output=True, text=True,
                           env={**os.environ, 'PYTHONPATH': str(ROOT), 'IN_TEST': '1'})
 
-def run_folder(out: Path, trainer: str) -> Path:
-    "The run folder of `trainer` under `out` (runs/<trainer>-<dataset>-s<seed>-<hash>)."
-    return next(p for p in Path(out).iterdir() if p.is_dir() and p.name.startswith(f'{trainer}-'))
+def run_folder(out: Path, method: str) -> Path:
+    "The run folder of `method` under `out` (runs/<method>-<dataset>-s<seed>-<hash>)."
+    return next(p for p in Path(out).iterdir() if p.is_dir() and p.name.startswith(f'{method}-'))

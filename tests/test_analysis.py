@@ -127,10 +127,10 @@ def test_run_adds_a_live_plot_only_in_a_kernel_outside_tests(monkeypatch, tmp_pa
     monkeypatch.setattr(analysis, '_ipython_display', lambda obj, display_id=True: shown.append(obj) or _Handle())
     monkeypatch.setattr(analysis, 'in_jupyter', lambda: True)
     monkeypatch.delenv('IN_TEST', raising=False)
-    r = run(trainer='baseline', dataset='MFeat', epochs=1, out=None, progress=False, store=None)
+    r = run(method='baseline', dataset='MFeat', epochs=1, out=None, progress=False, store=None)
     assert [type(cb).__name__ for cb in r.learner.cbs].count('LivePlotCB') == 1 and len(shown) == 1
     monkeypatch.setenv('IN_TEST', '1')
-    r = run(trainer='baseline', dataset='MFeat', epochs=1, out=None, progress=False, store=None)
+    r = run(method='baseline', dataset='MFeat', epochs=1, out=None, progress=False, store=None)
     assert 'LivePlotCB' not in [type(cb).__name__ for cb in r.learner.cbs] and len(shown) == 1
 
 def test_run_figure_scales_published_quantities_and_keeps_imbalance_off_the_shapley_axis():

@@ -118,7 +118,7 @@ def test_dashboard_in_jupyterlab(lab, tmp_path):
             # the runs landed in the notebook's store (../runs next to the copied nbs/)
             import sqlite3
             with sqlite3.connect(root/'runs'/'results.sqlite') as db:
-                rows = db.execute("SELECT trainer, config FROM runs").fetchall()
+                rows = db.execute("SELECT method, config FROM runs").fetchall()
             assert sorted(t for t, _ in rows) == ['baseline', 'unimodal', 'unimodal']
             assert all(json.loads(c)['dataset_args'] == {'audio_snr_db': 0.0} for _, c in rows)
         finally:
@@ -144,7 +144,7 @@ def test_live_figure_is_redrawn_in_place_in_jupyterlab(lab):
     base, token, root = lab
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
         "from balance_nb.experiment import run\n"
-        "r = run(trainer='OGM', dataset='MFeat', epochs=4, out=None, store=None, progress=False)   # live=None: live in a kernel")],
+        "r = run(method='OGM', dataset='MFeat', epochs=4, out=None, store=None, progress=False)   # live=None: live in a kernel")],
         metadata={'kernelspec': {'name': 'python3', 'display_name': 'Python 3', 'language': 'python'}})
     nbformat.write(nb, root/'nbs'/'live_demo.ipynb')
     with sync_playwright() as p:

@@ -11,7 +11,7 @@ def test_help_lists_trainers_and_datasets():
 
 def test_unknown_trainer_exit_2():
     r = cli('--trainer', 'Nope')
-    assert r.returncode == 2 and 'Valid trainers:' in r.stderr
+    assert r.returncode == 2 and 'Valid methods:' in r.stderr
 
 def test_unknown_flag_exit_2():
     r = cli('--colour', 'red')
@@ -57,7 +57,7 @@ def test_run_config_flags_typed_and_ranged(flag, wrong, bad, tmp_path):
 
 YAML_CASES = [('lr', 'abc', -1), ('epochs', 'two', 0), ('batch_size', 1.5, 0), ('feature_dim', 'x', 0), ('step_size', 'x', 0),
               ('gamma', 'x', 0), ('weight_decay', 'x', -0.1), ('seed', 'x', -3), ('fusion', 3, 'nofusion'),
-              ('trainer', 3, 'nomethod'), ('dataset', [1], 'nodata'), ('hparams', 3, 'x'), ('dataset_args', 'x', 3)]
+              ('method', 3, 'nomethod'), ('dataset', [1], 'nodata'), ('hparams', 3, 'x'), ('dataset_args', 'x', 3)]
 @pytest.mark.parametrize('field,wrong,bad', YAML_CASES)
 def test_yaml_fields_typed_and_ranged(field, wrong, bad, tmp_path):
     import yaml
@@ -80,10 +80,10 @@ def _hparam_cases():
             if numeric and hp in UNIT_INTERVAL: cases.append((name, hp, '2'))
     return cases
 
-@pytest.mark.parametrize('trainer,hp,value', _hparam_cases())
-def test_every_hyperparameter_typed_and_ranged(trainer, hp, value, tmp_path):
-    code, err = run_main('--trainer', trainer, '--dataset', 'MFeat', '--hp', f'{hp}={value}', '--out', str(tmp_path))
-    assert code == 2 and 'Traceback' not in err and f'hyper-parameter {hp}' in err, (trainer, hp, value, err)
+@pytest.mark.parametrize('method,hp,value', _hparam_cases())
+def test_every_hyperparameter_typed_and_ranged(method, hp, value, tmp_path):
+    code, err = run_main('--trainer', method, '--dataset', 'MFeat', '--hp', f'{hp}={value}', '--out', str(tmp_path))
+    assert code == 2 and 'Traceback' not in err and f'hyper-parameter {hp}' in err, (method, hp, value, err)
 
 @pytest.mark.parametrize('opt', ['image_pool=2.5', 'image_pool=0', 'audio_snr_db=loud', 'image_noise=-1', 'n_mels=x'])
 def test_dataset_options_typed_and_ranged(opt, tmp_path):

@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from balance_nb.learner import Callback
 
 TORCHRUN = ['-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2']   # --standalone: a free port (tests run side by side)
 
@@ -36,17 +37,17 @@ def test_baseline_and_its_unimodal_references_in_two_processes_match_one(tmp_pat
         assert abs(m2[k] - m1[k]) <= 0.0051, (k, m2[k], m1[k])
     assert (tmp_path/'two'/'results.sqlite').exists()
 
-@pytest.mark.parametrize('trainer,logged', [('MMCosine', 'mmcosine_cos_y_pix'), ('MBSD', 'mbsd_rs')])
-def test_methods_with_per_sample_losses_match_one_process(tmp_path, trainer, logged):
+@pytest.mark.parametrize('method,logged', [('MMCosine', 'mmcosine_cos_y_pix'), ('MBSD', 'mbsd_rs')])
+def test_methods_with_per_sample_losses_match_one_process(tmp_path, method, logged):
     "Their losses are means of per-sample terms: nothing to add up, and their logged batch means are the whole batch's."
-    flags = ['--trainer', trainer, '--dataset', 'MFeat', '--epochs', '1', '--device', 'cpu', '--no-reference']
+    flags = ['--trainer', method, '--dataset', 'MFeat', '--epochs', '1', '--device', 'cpu', '--no-reference']
     two, one = launch(*TORCHRUN, out=tmp_path/'two', flags=flags), launch(out=tmp_path/'one', flags=flags)
     s2, s1 = (pd.read_csv(f/'steps.csv') for f in (two, one))
     assert len(s2) == len(s1) and s1[logged].abs().max() > 0
     for col in ('loss', logged): assert (s2[col] - s1[col]).abs().max() < 1e-4, col
     assert max_gap(weights(two), weights(one)) < 1e-3
 
-# (trainer, extra flags, per-step columns, per-epoch columns): each a number the method computes from the batch
+# (method, extra flags, per-step columns, per-epoch columns): each a number the method computes from the batch
 SYNCED = [
     ('AGM', [], ['agm_score_pix', 'agm_coef_mor'], []),                          # batch-mean scores: mean_over_ranks
     ('AMCo', [], ['amco_dependence_mass_pix'], []),                             # batch-mean mass: mean_over_ranks
@@ -77,15 +78,15 @@ def differences(two, one, step_cols, epoch_cols) -> dict:
     return {**{col: (s2[col] - s1[col]).abs().max() for col in ('loss', *step_cols)},
             **{col: (e2[col] - e1[col]).abs().max() for col in epoch_cols}, 'weights': max_gap(weights(two), weights(one))}
 
-@pytest.mark.parametrize('trainer,extra,step_cols,epoch_cols', SYNCED, ids=[t[0] for t in SYNCED])
-def test_methods_with_batch_statistics_match_one_process(tmp_path, trainer, extra, step_cols, epoch_cols):
+@pytest.mark.parametrize('method,extra,step_cols,epoch_cols', SYNCED, ids=[t[0] for t in SYNCED])
+def test_methods_with_batch_statistics_match_one_process(tmp_path, method, extra, step_cols, epoch_cols):
     """Two processes, each with half of every batch, log the one-process statistics and end with its weights; with
     the synchronisation removed (each process its own statistics) they do not, or the processes' weights part."""
-    flags = ['--trainer', trainer, '--dataset', 'MFeat', '--epochs', '1', '--device', 'cpu', '--no-reference', *extra]
+    flags = ['--trainer', method, '--dataset', 'MFeat', '--epochs', '1', '--device', 'cpu', '--no-reference', *extra]
     one = launch(out=tmp_path/'one', flags=flags)
     gaps = differences(launch(*TORCHRUN, out=tmp_path/'two', flags=flags), one, step_cols, epoch_cols)
     assert max(gaps.values()) < 1e-3, gaps
-    if trainer == 'LFM': return                       # nothing to synchronise: its losses are per-sample terms
+    if method == 'LFM': return                       # nothing to synchronise: its losses are per-sample terms
     site = tmp_path/'unsync'; site.mkdir(); (site/'sitecustomize.py').write_text(UNSYNCED)
     env = {**os.environ, 'PYTHONPATH': f"{site}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     try: broken = launch(*TORCHRUN, out=tmp_path/'broken', flags=flags, env=env)
@@ -161,3 +162,64 @@ def test_data_parallel_training_refuses_a_loader_it_cannot_share_out(tmp_path):
         learn = Learner(build_model(ds), dl, cbs=[DataParallelCB()], progress=False)
         with pytest.raises(MethodConfigError, match='shares out the batches of an EpochLoader.*DataLoader'): learn.fit(1)
     finally: dist.destroy_process_group()
+
+class _CountValid(Callback):
+    "Counts the validation samples this process sees."
+    def __init__(self): self.n = 0
+    def after_valid_batch(self): self.n += len(self.learn.batch['label'])
+
+def _fit_and_evaluate(world):
+    "1 epoch of the baseline on 3-view MFeat (train: 600 samples, valid: 199), then `evaluate` on the valid split."
+    from balance_nb.core import set_seed
+    from balance_nb.data import MFeat, make_loader
+    from balance_nb.models import build_model
+    from balance_nb.learner import Learner
+    from balance_nb.metrics import EvalCB, evaluate
+    from balance_nb.distributed import DataParallelCB, share_samples
+    tr, va = MFeat('train', views='pix,fou,mor'), MFeat('valid', views='pix,fou,mor')
+    tr, va = tr.subset(torch.arange(600)), va.subset(torch.arange(199))          # 199: unequal parts, 100 and 99
+    set_seed(0)
+    count = _CountValid()
+    cbs = [EvalCB(), count] + ([DataParallelCB()] if world > 1 else [])
+    learn = Learner(build_model(tr), make_loader(tr, 32, shuffle=True), make_loader(va, 64), cbs=cbs, progress=False)
+    learn.fit(1)
+    dl = share_samples(make_loader(va, 64))
+    seen = [i for b in dl for i in b['idx'].tolist()]
+    return {'row': dict(learn.history.epoch_rows[-1]), 'valid_seen': count.n, 'test': evaluate(learn.model, dl),
+            'test_seen': seen, 'weights': {k: v.clone() for k, v in learn.model.state_dict().items()}}
+
+def _evaluation_in_one_of_two(rank, store, out, sabotage):
+    import torch.distributed as dist
+    dist.init_process_group('gloo', init_method=f'file://{store}', rank=rank, world_size=2)
+    torch.set_num_threads(1)
+    if sabotage:                                       # each process keeps its own part's numbers
+        from balance_nb.metrics import MetricAccumulator
+        from balance_nb.distributed import DataParallelCB
+        MetricAccumulator.add_other_processes = lambda self: None
+        DataParallelCB.after_validate = lambda self: None
+    torch.save(_fit_and_evaluate(2), out/f'{rank}.pt')
+    dist.destroy_process_group()
+
+@pytest.mark.parametrize('sabotage', [False, True], ids=['summed', 'each-its-own'])
+def test_evaluation_is_shared_out_and_added_up(tmp_path, sabotage):
+    """Two processes each validate and evaluate their own contiguous part of the split (each sample once) and report
+    the whole split's numbers: the one-process numbers, with the counts added up over the processes (04_metrics);
+    without the adding up, each process reports its own part's numbers, which differ."""
+    torch.set_num_threads(1)
+    one = _fit_and_evaluate(1)
+    torch.multiprocessing.spawn(_evaluation_in_one_of_two, args=(tmp_path/'store', tmp_path, sabotage), nprocs=2)
+    r0, r1 = (torch.load(tmp_path/f'{r}.pt', weights_only=False) for r in (0, 1))
+    assert (r0['valid_seen'], r1['valid_seen'], one['valid_seen']) == (100, 99, 199)       # each sample validated once
+    assert r0['test_seen'] == list(range(100)) and r1['test_seen'] == list(range(100, 199))
+    assert max((r0['weights'][k] - one['weights'][k]).abs().max().item() for k in one['weights']) < 1e-4
+    keys = ['acc', 'f1', 'acc_pix', 'f1_fou', 'shapley_pix', 'shapley_mor', 'imbalance']
+    if not sabotage:
+        for r in (r0, r1):
+            assert abs(r['row']['valid_loss'] - one['row']['valid_loss']) < 1e-4
+            for k in keys:
+                assert abs(r['row'][k] - one['row'][k]) < 1e-9, (k, r['row'][k], one['row'][k])
+                assert abs(r['test'][k] - one['test'][k]) < 1e-9, (k, r['test'][k], one['test'][k])
+    else:
+        assert abs(r0['row']['valid_loss'] - r1['row']['valid_loss']) > 1e-3
+        assert any(abs(r0['test'][k] - r1['test'][k]) > 1e-3 for k in keys)
+        assert any(abs(r0['row'][k] - one['row'][k]) > 1e-3 for k in keys)

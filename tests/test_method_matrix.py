@@ -62,13 +62,13 @@ def test_every_method_is_registered():
     assert len(set(PAPER_METHODS)) == 17 and all(METHODS.resolve(t) == t for t in TRAINERS)
 
 @pytest.mark.parametrize('case', list(CASES))
-@pytest.mark.parametrize('trainer', TRAINERS)
-def test_trains_or_refuses(trees, trainer, case):
+@pytest.mark.parametrize('method', TRAINERS)
+def test_trains_or_refuses(trees, method, case):
     dataset, args, n_mod = CASES[case]
-    cfg = dict(trainer=trainer, dataset=dataset, dataset_args=args(trees), epochs=1, batch_size=32, seed=0,
+    cfg = dict(method=method, dataset=dataset, dataset_args=args(trees), epochs=1, batch_size=32, seed=0,
                out=None, progress=False, live=False)
-    if (trainer, case) in REFUSES:
-        with pytest.raises(MethodConfigError, match=REFUSES[trainer, case]): run(**cfg)
+    if (method, case) in REFUSES:
+        with pytest.raises(MethodConfigError, match=REFUSES[method, case]): run(**cfg)
         return
     r = run(**cfg)
     mods = DATASETS.meta(dataset)['modalities']
@@ -90,20 +90,20 @@ RULE_CASES['ReLearning'] = ({'reinit_epoch': 1}, 3)        # re-learns after epo
 @pytest.fixture(scope='module')
 def standard_columns():
     "What a baseline run writes: the standard columns every run has."
-    r = run(trainer='baseline', dataset='MatrixAVDigits', epochs=2, batch_size=8, seed=0, out=None, progress=False, live=False)
+    r = run(method='baseline', dataset='MatrixAVDigits', epochs=2, batch_size=8, seed=0, out=None, progress=False, live=False)
     return set(r.history.steps.columns) | set(r.history.epochs.columns)
 
-@pytest.mark.parametrize('trainer', list(RULE_CASES))
-def test_logged_columns_follow_the_rule(standard_columns, trainer):
-    cls = METHODS[trainer]
+@pytest.mark.parametrize('method', list(RULE_CASES))
+def test_logged_columns_follow_the_rule(standard_columns, method):
+    cls = METHODS[method]
     prefix = cls.log_prefix
     assert prefix == prefix.lower() and prefix.isidentifier(), prefix
     others = {METHODS[t].log_prefix for t in RULE_CASES if METHODS[t] is not cls}
     assert prefix not in others                              # one prefix, one method
-    hp, epochs = RULE_CASES[trainer]
-    r = run(trainer=trainer, dataset='MatrixAVDigits', hparams=hp, epochs=epochs, batch_size=8, seed=0, out=None,
+    hp, epochs = RULE_CASES[method]
+    r = run(method=method, dataset='MatrixAVDigits', hparams=hp, epochs=epochs, batch_size=8, seed=0, out=None,
             progress=False, live=False)
     added = (set(r.history.steps.columns) | set(r.history.epochs.columns)) - standard_columns
-    assert added, f'{trainer} logged nothing of its own'
+    assert added, f'{method} logged nothing of its own'
     assert all(c.startswith(prefix + '_') for c in added), sorted(c for c in added if not c.startswith(prefix + '_'))
     if r.learner is not None: r.learner.__dict__.clear()

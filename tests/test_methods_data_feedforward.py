@@ -6,8 +6,8 @@ import pytest
 
 from helpers import ROOT, cli
 
-def train(tmp_path, trainer, *extra, dataset='AVDigits', min_acc=0.1):
-    r = cli('--trainer', trainer, '--dataset', dataset, '--epochs', '1', '--no-reference', '--device', 'cpu',
+def train(tmp_path, method, *extra, dataset='AVDigits', min_acc=0.1):
+    r = cli('--trainer', method, '--dataset', dataset, '--epochs', '1', '--no-reference', '--device', 'cpu',
             '--out', str(tmp_path), *extra)
     assert r.returncode == 0, r.stderr[-3000:]
     run_dir = next(p.parent for p in tmp_path.glob('*/config.yaml'))   # (an alias like Sample runs as its method's name)
@@ -25,17 +25,17 @@ AV_CASES = {
     'AMCo': (('--sigma', '0.5'), 'steps', 'amco_dependence_mass_audio'),
 }
 
-@pytest.mark.parametrize('trainer', list(AV_CASES))
-def test_trains_on_avdigits(tmp_path, trainer):
-    extra, table, column = AV_CASES[trainer]
-    _, epochs, steps = train(tmp_path, trainer, *extra)
+@pytest.mark.parametrize('method', list(AV_CASES))
+def test_trains_on_avdigits(tmp_path, method):
+    extra, table, column = AV_CASES[method]
+    _, epochs, steps = train(tmp_path, method, *extra)
     df = epochs if table == 'epochs' else steps
     assert column is None or (column in df.columns and df[column].notna().any())
-    if trainer == 'ModalityValuation': assert epochs.modval_added_copies[0] > 0       # audio dominates: copies from the first epoch
+    if method == 'ModalityValuation': assert epochs.modval_added_copies[0] > 0       # audio dominates: copies from the first epoch
 
-@pytest.mark.parametrize('trainer', ['MLA', 'OPM', 'AMCo'])
-def test_three_views(tmp_path, trainer):
-    m, _, _ = train(tmp_path, trainer, '--views', 'pix,fou,mor', dataset='MFeat')
+@pytest.mark.parametrize('method', ['MLA', 'OPM', 'AMCo'])
+def test_three_views(tmp_path, method):
+    m, _, _ = train(tmp_path, method, '--views', 'pix,fou,mor', dataset='MFeat')
     assert {'shapley_pix', 'shapley_fou', 'shapley_mor'} <= set(m)
 
 def test_greedy_refuses_three(tmp_path):
@@ -83,7 +83,7 @@ def test_balancemm_method_flag_reaches_the_renamed_hyperparameter(argv, name, va
     from balance_nb.experiment import build_parser, config_from_args, make_method, RunConfig
     c = config_from_args(build_parser().parse_args(argv)).resolved()
     assert c.hparams == {name: value}
-    cb = make_method(c.trainer, c.hparams)
+    cb = make_method(c.method, c.hparams)
     assert getattr(cb, name) == value and not hasattr(cb, 'method')
     yml = tmp_path/'c.yaml'; yml.write_text(f"trainer: {argv[1]}\nhparams: {{method: {value}}}\n")
     if argv[2] == '--method':

@@ -15,34 +15,34 @@ THREE = list(PUBLISHED)        # all seven run on three modalities (BalanceMM ha
 
 
 
-def check_run(out, trainer, modality, min_acc):
-    rd = run_folder(out, trainer)
+def check_run(out, method, modality, min_acc):
+    rd = run_folder(out, method)
     m = json.loads((rd/'metrics.json').read_text())
     assert m['acc'] >= min_acc, m
-    col, file = PUBLISHED[trainer]
+    col, file = PUBLISHED[method]
     df = pd.read_csv(rd/file)
     col = col.format(m=modality)
     assert col in df.columns and df[col].notna().any(), (col, list(df.columns))
 
 @pytest.mark.slow
-@pytest.mark.parametrize('trainer', list(PUBLISHED))
-def test_trains_on_avdigits(trainer, tmp_path):
-    r = cli('--trainer', trainer, '--dataset', 'AVDigits', '--epochs', '1', '--no-reference', '--out', str(tmp_path))
+@pytest.mark.parametrize('method', list(PUBLISHED))
+def test_trains_on_avdigits(method, tmp_path):
+    r = cli('--trainer', method, '--dataset', 'AVDigits', '--epochs', '1', '--no-reference', '--out', str(tmp_path))
     assert r.returncode == 0, r.stderr[-3000:]
     assert 'fused' in r.stdout and 'imbalance degree' in r.stdout
-    check_run(tmp_path, trainer, 'visual', 0.3)          # one epoch; the baseline reaches ~0.75 here
+    check_run(tmp_path, method, 'visual', 0.3)          # one epoch; the baseline reaches ~0.75 here
 
-@pytest.mark.parametrize('trainer', THREE)
-def test_trains_on_three_mfeat_views(trainer, tmp_path):
-    r = cli('--trainer', trainer, '--dataset', 'MFeat', '--views', 'pix,fou,mor', '--epochs', '1', '--no-reference', '--out', str(tmp_path))
+@pytest.mark.parametrize('method', THREE)
+def test_trains_on_three_mfeat_views(method, tmp_path):
+    r = cli('--trainer', method, '--dataset', 'MFeat', '--views', 'pix,fou,mor', '--epochs', '1', '--no-reference', '--out', str(tmp_path))
     assert r.returncode == 0, r.stderr[-3000:]
-    check_run(tmp_path, trainer, 'fou', 0.5)             # the baseline reaches ~0.95 after one epoch
+    check_run(tmp_path, method, 'fou', 0.5)             # the baseline reaches ~0.95 after one epoch
 
-@pytest.mark.parametrize('trainer', ['MMCosine', 'CML'])
-def test_four_views_are_refused(trainer, tmp_path):
-    r = cli('--trainer', trainer, '--dataset', 'MFeat', '--views', 'pix,fou,mor,kar', '--epochs', '1', '--no-reference', '--out', str(tmp_path))
+@pytest.mark.parametrize('method', ['MMCosine', 'CML'])
+def test_four_views_are_refused(method, tmp_path):
+    r = cli('--trainer', method, '--dataset', 'MFeat', '--views', 'pix,fou,mor,kar', '--epochs', '1', '--no-reference', '--out', str(tmp_path))
     assert r.returncode == 2
-    assert f'{trainer} supports at most 3 modalities' in r.stderr
+    assert f'{method} supports at most 3 modalities' in r.stderr
 
 def test_bad_hyperparameters_exit_2(tmp_path):
     r = cli('--trainer', 'GBlending', '--method', 'sometimes', '--dataset', 'MFeat', '--out', str(tmp_path))
@@ -55,8 +55,8 @@ def test_umt_teachers_come_from_the_store_and_run_folder(tmp_path):
     from balance_nb.experiment import run, ResultStore, RunConfig
     store = ResultStore(tmp_path/'results.sqlite')
     c = RunConfig(dataset='MFeat', epochs=2, out=str(tmp_path))
-    teachers = {m: run(c, trainer='unimodal', hparams={'modality': m}, store=store, progress=False) for m in ('pix', 'mor')}
-    r = run(c, trainer='UMT', store=store, progress=False)
+    teachers = {m: run(c, method='unimodal', hparams={'modality': m}, store=store, progress=False) for m in ('pix', 'mor')}
+    r = run(c, method='UMT', store=store, progress=False)
     umt = next(cb for cb in r.learner.cbs if type(cb).__name__ == 'UMT')
     for m, t in teachers.items():
         saved = torch.load(t.run_dir/'checkpoints'/'best.pt', weights_only=False)
@@ -70,11 +70,11 @@ def test_umt_teachers_come_from_a_store_that_keeps_weights(tmp_path):
     from balance_nb.experiment import run, ResultStore, RunConfig
     store = ResultStore(tmp_path/'results.sqlite', weights=True)
     c = RunConfig(dataset='MFeat', epochs=2, out=None)
-    teachers = {m: run(c, trainer='unimodal', hparams={'modality': m}, store=store, progress=False) for m in ('pix', 'mor')}
+    teachers = {m: run(c, method='unimodal', hparams={'modality': m}, store=store, progress=False) for m in ('pix', 'mor')}
     import sqlite3
     def finished(): return dict(sqlite3.connect(store.path).execute("SELECT key, finished FROM runs").fetchall())
     before = finished()
-    r = run(c, trainer='UMT', store=store, progress=False)
+    r = run(c, method='UMT', store=store, progress=False)
     umt = next(cb for cb in r.learner.cbs if type(cb).__name__ == 'UMT')
     for m, t in teachers.items():
         best = store.states(t.config)['best']

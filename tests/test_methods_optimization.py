@@ -6,7 +6,7 @@ import pytest
 
 from helpers import ROOT, cli, run_folder
 
-# trainer, extra flags, a quantity the method must publish in the step table of a 1-epoch run (None: nothing due yet)
+# method, extra flags, a quantity the method must publish in the step table of a 1-epoch run (None: nothing due yet)
 AV_CASES = [
     ('OGM', (), 'ogm_ratio_audio'),                 # window starts at epoch 2 in short runs: ratios only
     ('AGM', (), 'agm_coef_visual'),
@@ -15,12 +15,12 @@ AV_CASES = [
     ('ReconBoost', (), 'reconboost_loss_visual'),
 ]
 
-@pytest.mark.parametrize('trainer,flags,published', AV_CASES, ids=[c[0] + ''.join(c[1]) for c in AV_CASES])
-def test_trains_on_avdigits(tmp_path, trainer, flags, published):
-    r = cli('--trainer', trainer, '--dataset', 'AVDigits', '--epochs', '1', '--no-reference', '--out', str(tmp_path), *flags)
+@pytest.mark.parametrize('method,flags,published', AV_CASES, ids=[c[0] + ''.join(c[1]) for c in AV_CASES])
+def test_trains_on_avdigits(tmp_path, method, flags, published):
+    r = cli('--trainer', method, '--dataset', 'AVDigits', '--epochs', '1', '--no-reference', '--out', str(tmp_path), *flags)
     assert r.returncode == 0, r.stderr[-3000:]
     assert 'fused' in r.stdout and 'imbalance degree' in r.stdout
-    rd = run_folder(tmp_path, trainer)
+    rd = run_folder(tmp_path, method)
     steps, epochs = pd.read_csv(rd/'steps.csv'), pd.read_csv(rd/'history.csv')
     assert len(epochs) == 1 and epochs['acc'].notna().all()
     if published: assert published in steps and steps[published].notna().any()
@@ -29,19 +29,19 @@ MF3 = ('--dataset', 'MFeat', '--views', 'pix,fou,mor', '--epochs', '1', '--no-re
 
 # every optimization method and Modality-valuation runs on three modalities (the paper reports CMU-MOSEI numbers for
 # all of them; OGM, PMR and ModalityValuation follow BalanceMM's three-modality code paths)
-@pytest.mark.parametrize('trainer,published', [('AGM', 'agm_coef_mor'), ('ReLearning', None), ('ReconBoost', 'reconboost_loss_mor'),
+@pytest.mark.parametrize('method,published', [('AGM', 'agm_coef_mor'), ('ReLearning', None), ('ReconBoost', 'reconboost_loss_mor'),
                                                ('OGM', 'ogm_ratio_mor'), ('PMR', 'pmr_proto_score_mor'), ('ModalityValuation', None)])
-def test_three_modality_methods_train_on_mfeat(tmp_path, trainer, published):
-    r = cli('--trainer', trainer, *MF3, '--out', str(tmp_path))
+def test_three_modality_methods_train_on_mfeat(tmp_path, method, published):
+    r = cli('--trainer', method, *MF3, '--out', str(tmp_path))
     assert r.returncode == 0, r.stderr[-3000:]
-    rd = run_folder(tmp_path, trainer)
+    rd = run_folder(tmp_path, method)
     steps = pd.read_csv(rd/'steps.csv')
     for m in ('pix', 'fou', 'mor'): assert f'acc_{m}' in pd.read_csv(rd/'history.csv')
     if published: assert steps[published].notna().any()
 
-@pytest.mark.parametrize('trainer', ['OGM', 'PMR'])
-def test_three_modality_methods_refuse_four_views(tmp_path, trainer):
-    r = cli('--trainer', trainer, '--dataset', 'MFeat', '--views', 'pix,fou,mor,kar', '--epochs', '1', '--no-reference',
+@pytest.mark.parametrize('method', ['OGM', 'PMR'])
+def test_three_modality_methods_refuse_four_views(tmp_path, method):
+    r = cli('--trainer', method, '--dataset', 'MFeat', '--views', 'pix,fou,mor,kar', '--epochs', '1', '--no-reference',
             '--out', str(tmp_path))
     assert r.returncode == 2
     assert 'at most 3 modalities' in r.stderr and 'pix, fou, mor, kar' in r.stderr

@@ -50,7 +50,7 @@ def test_killed_sweep_resumes_without_recomputing(tmp_path):
 def test_sweep_cli_errors(tmp_path):
     r = subprocess.run([sys.executable, '-m', 'balance_nb', 'sweep', '--trainers', 'baseline,Nope', '--store', str(tmp_path/'s.sqlite')],
                        env=ENV, capture_output=True, text=True, cwd=tmp_path)
-    assert r.returncode == 2 and 'Valid trainers:' in r.stderr
+    assert r.returncode == 2 and 'Valid methods:' in r.stderr
     r = subprocess.run([sys.executable, '-m', 'balance_nb', 'sweep', '--dataset', 'MFeat', '--hp', 'baseline.alpha=0.1',
                         '--store', str(tmp_path/'s.sqlite')], env=ENV, capture_output=True, text=True, cwd=tmp_path)
     assert r.returncode == 2 and 'has no hyper-parameter' in r.stderr

@@ -152,4 +152,4 @@ class ModalityValuation(BalancingMethod):
 
     def after_fit(self): self.learn.train_dl = self.orig_dl
 
-Sample = ModalityValuation      # BalanceMM's trainer name, kept importable
+Sample = ModalityValuation      # BalanceMM's method name, kept importable
