@@ -13,8 +13,9 @@ from .core import *
 from .learner import Callback, BalancingMethod, MethodConfigError
 
 # %% auto #0
-__all__ = ['torchrun_env', 'init_distributed', 'sum_over_ranks', 'mean_over_ranks', 'batch_sum', 'same_on_every_rank',
-           'whole_batches', 'batch_slice', 'share_samples', 'check_ddp', 'ddp_methods', 'DataParallelCB']
+__all__ = ['torchrun_env', 'init_distributed', 'sum_over_ranks', 'mean_over_ranks', 'batch_sum', 'whole_batch_grads',
+           'same_on_every_rank', 'whole_batches', 'batch_slice', 'share_samples', 'check_ddp', 'ddp_methods',
+           'DataParallelCB']
 
 # %% ../nbs/33_distributed.ipynb #bd3e12c2
 def torchrun_env() -> dict | None:
@@ -68,6 +69,14 @@ def batch_sum(learn, s: torch.Tensor) -> torch.Tensor:
     dist.all_reduce(tot)
     return tot[0].to(s.dtype) + (tot[1].item() / n) * (s - s.detach())
 
+# %% ../nbs/33_distributed.ipynb #957b70a1
+def whole_batch_grads(learn, grads: list[torch.Tensor]) -> list[torch.Tensor]:
+    """The gradients of the whole batch's mean loss, from `grads` (of this process's mean loss over its slice), in one
+    all-reduce; else `grads`. For gradients DDP does not average: `torch.autograd.grad`, a backward outside its forward."""
+    if getattr(learn, 'ddp', None) is None or not grads: return grads
+    flat = mean_over_ranks(learn, torch.cat([g.flatten() for g in grads]))
+    return [f.view_as(g) for f, g in zip(flat.split([g.numel() for g in grads]), grads)]
+
 # %% ../nbs/33_distributed.ipynb #7783eaa0
 def same_on_every_rank(learn, obj):
     "Process 0's `obj` in every process of a data-parallel fit (a random choice made once for the whole batch); else `obj`."
@@ -107,19 +116,21 @@ def share_samples(dl):
 
 # %% ../nbs/33_distributed.ipynb #ddf4cdc4
 def check_ddp(methods):
-    "Raise `MethodConfigError` naming every method in `methods` not declared exact under data parallelism (`ddp = True`)."
+    """Raise `MethodConfigError` naming every method in `methods` not declared exact under data parallelism (`ddp = True`),
+    each with its reason (`ddp_reason`)."""
     refused = [m for m in methods if isinstance(m, BalancingMethod) and not m.ddp]
     if refused:
         names = ', '.join(m.name for m in refused)
-        raise MethodConfigError(f"{names} cannot train in several processes yet: its batch statistics are not summed over the "
-                                f"processes (or its extra forward passes bypass DistributedDataParallel), so each process "
-                                f"would train on its own slice of the batch a different method than one process does. Train "
-                                f"it in one process (python -m balance_nb ... without torchrun), or several runs at once, one "
-                                f"per GPU: sweep --devices. Methods that can: {', '.join(ddp_methods())}.")
+        why = '; '.join(f"{m.name}: {getattr(m, 'ddp_reason', None) or 'its batch statistics are not the whole batch’s'}"
+                        for m in refused)
+        raise MethodConfigError(f"{names} cannot train in several processes yet: each process would train on its own slice "
+                                f"of the batch a different method than one process does ({why}). Train it in one process "
+                                f"(python -m balance_nb ... without torchrun), or several runs at once, one per GPU: sweep "
+                                f"--devices. Methods that can: {', '.join(ddp_methods())}.")
 
 def ddp_methods() -> list[str]:
-    "Names of the registered methods declared exact under data parallelism."
-    return [n for n in METHODS.names() if getattr(METHODS[n], 'ddp', False)]
+    "Names of the registered methods declared exact under data parallelism (a `ddp` property: in their default settings)."
+    return [n for n in METHODS.names() if isinstance(d := getattr(METHODS[n], 'ddp', False), property) or d]
 
 # %% ../nbs/33_distributed.ipynb #f4c39619
 class DataParallelCB(Callback):
@@ -166,6 +177,7 @@ class DataParallelCB(Callback):
     def after_batch(self):
         learn, row = self.learn, self.learn.step_row
         if not learn.training: return
+        learn._record_loss()                    # a method that owns the step (MLA) never fired after_loss: its loss too
         keys = sorted(k for k, v in row.items() if k not in ('epoch', 'iter') and isinstance(v, (int, float)) and not isinstance(v, bool))
         share = torch.tensor([float(row[k]) for k in keys], dtype=torch.float64, device=learn.device) * (self.n_local / self.n_global)
         row.update(zip(keys, sum_over_ranks(learn, share).tolist()))   # the whole batch's numbers

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 from ..core import *
 from ..learner import BalancingMethod, register_method, MethodConfigError
-from ..distributed import mean_over_ranks, sum_over_ranks, batch_slice
+from ..distributed import mean_over_ranks, sum_over_ranks, batch_slice, whole_batch_grads
 from ..models import Fusion, MultimodalModel, MMOutput, CNNEncoder, MLPEncoder, ResNet18Encoder
 
 # %% auto #0
@@ -55,6 +55,7 @@ def project_grad(G: torch.Tensor, P: torch.Tensor, mode: str = 'add') -> torch.T
 class MLA(BalancingMethod):
     "Alternating unimodal steps through a shared head with OWM gradient projection; entropy-gated fusion."
     max_modalities, log_prefix = 3, 'mla'
+    ddp = True      # each step's gradients and the projector's mean feature are the whole batch's (33_distributed)
     def __init__(self, projection: str = 'add', modulation_starts: int = 0, modulation_ends: int = 80):
         super().__init__(modulation_starts, modulation_ends)
         if projection not in ('add', 'replace', 'none'):
@@ -81,10 +82,12 @@ class MLA(BalancingMethod):
             h = model.encoders[m](learn.batch[m])
             loss = learn.loss_func(head(h), y)
             learn.backward(loss)
+            ps = [p for p in model.parameters() if p.grad is not None]       # this step's: encoder m and the head
+            for p, g in zip(ps, whole_batch_grads(learn, [p.grad for p in ps])): p.grad = g   # several processes
             norms[m] = torch.cat([p.grad.flatten() for p in model.modality_params(m) if p.grad is not None]).norm()
             if self.n_steps > 0:
                 alpha_t = 0.1 ** (learn.iter / max(len(learn.train_dl), 1) + 1)
-                self.P = owm_update(self.P, h.detach().mean(0, keepdim=True), alpha_t)
+                self.P = owm_update(self.P, mean_over_ranks(learn, h.detach().mean(0, keepdim=True)), alpha_t)
                 head.weight.grad = project_grad(head.weight.grad, self.P, self.projection)
             learn.step(); self.n_steps += 1
             losses[m] = loss.detach()
@@ -96,9 +99,8 @@ class MLA(BalancingMethod):
     def before_validate(self): self.wsum = {}
     def after_valid_batch(self):
         for m, w in entropy_weights(self.learn.out.unimodal).items(): self.wsum[m] = self.wsum.get(m, 0) + w.sum().item()
-    def after_validate(self):
-        n = len(self.learn.valid_dl.dataset)
-        self.learn.log(**{f'mla_gate_weight_{m}': v / n for m, v in self.wsum.items()})
+    def after_validate(self):       # a mean over the samples validated here (in several processes, this one's part)
+        self.learn.log(**{f'mla_gate_weight_{m}': v / max(self.learn.valid_count, 1) for m, v in self.wsum.items()})
 
     def state_dict(self): return {'P': self.P, 'n_steps': self.n_steps}
     def load_state_dict(self, d): self.P, self.n_steps = d['P'], d['n_steps']
@@ -301,6 +303,8 @@ def _sq_ratio(params) -> float:
 class Greedy(BalancingMethod):
     "MMTM blocks between the two encoders; curation mode freezes the gate of the modality that learns through the other."
     max_modalities, log_prefix = 2, 'greedy'
+    ddp_reason = ("its MMTM blocks keep running means of the gates inside the model, each process from its own slice, and "
+                  "its curation steps leave one modality's gate without gradients, which DDP's averaging expects")
     def __init__(self, alpha: float = 0.001, window_size: int = 5, curation_starts: int = 0, variant: str = 'balancemm',
                  modulation_starts: int = 0, modulation_ends: int = 80):
         super().__init__(modulation_starts, modulation_ends)

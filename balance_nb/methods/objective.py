@@ -11,7 +11,7 @@ from torch import nn
 from ..core import *
 from ..models import ConcatFusion, MMOutput
 from ..learner import Learner, BalancingMethod, register_method, MethodConfigError
-from ..distributed import batch_sum, same_on_every_rank, whole_batches
+from ..distributed import batch_sum, same_on_every_rank, whole_batches, whole_batch_grads
 
 # %% auto #0
 __all__ = ['cosine_logits', 'CosineFusion', 'MMCosine', 'umt_distill_losses', 'BestStateCB', 'UMT', 'mbsd_terms', 'MBSD',
@@ -105,6 +105,11 @@ def _is_batch_dependent(module: nn.Module) -> bool:
 class UMT(BalancingMethod):
     "Feature distillation from unimodal teachers (trained first through `run`, or given as `teachers`); publishes `umt_distill_<m>`."
     max_modalities, log_prefix = 3, 'umt'
+    @property
+    def ddp(self):      # per-sample distillation terms; teachers trained by runs that are data-parallel too (33_distributed)
+        return self.teacher_bn == 'eval'   # 'train': a teacher's BatchNorm would use each process's slice statistics
+    ddp_reason = ("teacher_bn='train' runs the teachers' BatchNorm on each process's slice of the batch; the default, "
+                  "teacher_bn='eval', trains in several processes")
     def __init__(self, scaling: float = 10.0, teacher_checkpoint: str = 'best', teacher_bn: str = 'eval', cache: bool = True,
                  teachers: dict | None = None, **kw):
         super().__init__(**kw)
@@ -263,6 +268,7 @@ def pareto_grad(g_mm: torch.Tensor, g_m: torch.Tensor, w: tuple[float, float], g
 class MMPareto(BalancingMethod):
     "Per-encoder Pareto combination of the multimodal and unimodal gradients; publishes `mmpareto_cos_<m>`, `mmpareto_w_mm_<m>`."
     max_modalities, needs_unimodal, log_prefix = 3, True, 'mmpareto'
+    ddp = True      # the per-loss gradients are the whole batch's before they are combined (33_distributed)
     def __init__(self, alpha: float = 1.5, heads: str = 'slice', **kw):
         super().__init__(**kw)
         if heads not in ('slice', 'separate'): raise ValueError(f"MMPareto heads must be 'slice' or 'separate', got {heads!r}.")
@@ -293,10 +299,13 @@ class MMPareto(BalancingMethod):
             return [torch.zeros_like(p) if g is None else g
                     for p, g in zip(ps, torch.autograd.grad(loss, ps, retain_graph=True, allow_unused=True))]
         all_p = [p for ps in self.params.values() for p in ps]
-        g_mm_all, self.grads, logs = grad(l_mm, all_p), {}, {}
+        g_uni = [g for m, ps in self.params.items() for g in grad(l_uni[m], ps)]
+        # autograd.grad bypasses DDP's averaging: in several processes, the whole batch's gradients (one message)
+        g = whole_batch_grads(learn, grad(l_mm, all_p) + g_uni)
+        g_mm_all, g_uni, self.grads, logs = g[:len(all_p)], g[len(all_p):], {}, {}
         i = 0
         for m, ps in self.params.items():
-            g_mm, g_m = g_mm_all[i:i + len(ps)], grad(l_uni[m], ps); i += len(ps)
+            g_mm, g_m = g_mm_all[i:i + len(ps)], g_uni[i:i + len(ps)]; i += len(ps)
             w0, w1, cos = pareto_weights(torch.cat([g.flatten() for g in g_mm]), torch.cat([g.flatten() for g in g_m]))
             self.grads[m] = (g_mm, g_m, (w0, w1))
             logs |= {f'mmpareto_cos_{m}': cos, f'mmpareto_w_mm_{m}': w0}

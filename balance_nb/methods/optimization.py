@@ -389,6 +389,8 @@ def reconcile_loss(o: torch.Tensor, pre: torch.Tensor, mode: str = 'detached') -
 class ReconBoost(BalancingMethod):
     "Alternating per-modality boosting stages + a global stage each epoch, on a shared head with a learnable boost rate."
     max_modalities, log_prefix = 3, 'reconboost'
+    ddp_reason = ("its stages take steps of their own: forward passes outside DDP's, whose backward leaves the other "
+                  "modalities' parameters without gradients, so DDP does not average them")
     def __init__(self, alpha: float = 0.5, T_epochs: int = 1, weight1: float = 5., weight2: float = 1.,
                  boost_rate: float = 0.01, reconcile: str = 'detached', modulation_starts: int = 0, modulation_ends: int = 80):
         super().__init__(modulation_starts, modulation_ends)
