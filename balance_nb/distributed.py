@@ -150,11 +150,21 @@ class DataParallelCB(Callback):
             raise MethodConfigError(f"batch size {self.bs} over {self.world} processes: every process needs at least one "
                                     f"sample of every batch (the last batch has {last or self.bs}). Use a batch size of at "
                                     f"least {self.world} whose last batch of an epoch ({self.n} samples) is not smaller.")
-        dl.rank, dl.world_size, self.complete = self.rank, self.world, False
+        dl.rank, dl.world_size, self.complete, self.dl = self.rank, self.world, False, dl
         learn.model.to(learn.device)
         unused = any(getattr(cb, 'ddp_unused_parameters', False) for cb in learn.cbs)   # e.g. MMCosine's head bias
         learn.ddp = DistributedDataParallel(learn.model, device_ids=[learn.device.index] if learn.device.type == 'cuda' else None,
                                             find_unused_parameters=unused)
+
+    def before_epoch(self):
+        "A training loader that a method put in place for this epoch (ModalityValuation's resampled set) is shared out too."
+        dl = self.learn.train_dl
+        if dl is self.dl: return
+        if not hasattr(dl, 'world_size'):
+            raise MethodConfigError(f"data-parallel training shares out the batches of an EpochLoader (make_loader); a "
+                                    f"callback replaced the training loader by a {type(dl).__name__}.")
+        # its last batch may be smaller than the number of processes: a process with no sample of it adds a zero gradient
+        dl.rank, dl.world_size, self.dl, self.n, self.bs = self.rank, self.world, dl, len(dl.dataset), dl.bs
 
     def before_batch(self):
         learn = self.learn
@@ -218,4 +228,4 @@ class DataParallelCB(Callback):
     def cleanup_fit(self):
         learn = self.learn
         learn.ddp = None
-        learn.train_dl.rank, learn.train_dl.world_size = 0, 1
+        for dl in (learn.train_dl, getattr(self, 'dl', learn.train_dl)): dl.rank, dl.world_size = 0, 1

@@ -302,10 +302,11 @@ def _scaled_step(self: Learner):
 
 # %% ../nbs/03_learner.ipynb #d702ef8f
 @patch
-def forward(self: Learner, batch=None, drop=()) -> MMOutput:
-    "Model output on `batch` (default: the current batch); fires `after_forward` for the current batch."
+def forward(self: Learner, batch=None, drop=(), ddp: bool = True) -> MMOutput:
+    """Model output on `batch` (default: the current batch); fires `after_forward` for the current batch. `ddp=False`:
+    the model itself even in a data-parallel fit (a step whose loss leaves parameters out; 33_distributed)."""
     own = batch is None
-    ddp = own and not drop and self.ddp is not None and self.training and torch.is_grad_enabled()
+    ddp = ddp and own and not drop and self.ddp is not None and self.training and torch.is_grad_enabled()
     with self.autocast(): out = (self.ddp if ddp else self.model)(self.batch if own else batch, drop=drop)
     if self.mixed: out = float32_output(out)
     if own: self.out = out; self('after_forward')

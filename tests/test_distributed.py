@@ -65,6 +65,11 @@ SYNCED = [
     ('MLA', [], ['mla_unimodal_loss_pix', 'grad_norm_mor'], []),                # steps outside DDP: whole_batch_grads;
                                                                                 # projector's mean feature: mean_over_ranks
     ('UMT', [], ['umt_distill_pix', 'umt_distill_mor'], []),                    # per-sample terms; teachers trained in 2 processes
+    ('ReconBoost', [], ['reconboost_loss_pix', 'reconboost_loss_mor'], ['reconboost_rate']),   # a boosting stage's steps
+                                                                                # outside DDP: whole_batch_grads
+    ('ModalityValuation', ['--epochs', '2'], [], ['modval_added_copies', 'modval_contribution_pix']),  # valued alike
+                                                                                # everywhere; its resampled loader shared out
+    ('Greedy', [], ['greedy_speed', 'greedy_curating_mor'], []),                # MMTM gates' running means: mean_over_ranks
 ]
 
 # every tool of 33_distributed replaced by "this process's own numbers"
@@ -103,6 +108,7 @@ def test_methods_with_batch_statistics_match_one_process(tmp_path, method, extra
     gaps = differences(launch(*TORCHRUN, out=tmp_path/'two', flags=flags), one, step_cols, epoch_cols)
     assert max(gaps.values()) < 1e-3, gaps
     if method in ('LFM', 'UMT'): return              # nothing to synchronise: their losses are per-sample terms
+    if method == 'ModalityValuation': return         # uses no tool; that its loader is shared out is tested below
     site = tmp_path/'unsync'; site.mkdir(); (site/'sitecustomize.py').write_text(UNSYNCED)
     env = {**os.environ, 'PYTHONPATH': f"{site}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     try: broken = launch(*TORCHRUN, out=tmp_path/'broken', flags=flags, env=env)
@@ -162,10 +168,10 @@ def test_a_data_parallel_run_resumes_from_a_checkpoint(tmp_path):
 
 def test_torchrun_refuses_what_would_train_differently(tmp_path):
     env = {**os.environ, 'OMP_NUM_THREADS': '1'}
-    r = subprocess.run([sys.executable, *TORCHRUN, '-m', 'balance_nb', '--trainer', 'Greedy', '--dataset', 'MFeat',
-                        '--device', 'cpu', '--out', str(tmp_path)], capture_output=True, text=True, env=env)
-    assert r.returncode != 0 and 'Greedy cannot train in several processes yet' in r.stderr
-    assert 'running means of the gates' in r.stderr                   # its own reason
+    r = subprocess.run([sys.executable, *TORCHRUN, '-m', 'balance_nb', '--trainer', 'UMT', '--hp', 'teacher_bn=train',
+                        '--dataset', 'MFeat', '--device', 'cpu', '--out', str(tmp_path)], capture_output=True, text=True, env=env)
+    assert r.returncode != 0 and 'UMT cannot train in several processes yet' in r.stderr
+    assert "teacher_bn='train' runs the teachers' BatchNorm" in r.stderr   # its own reason
     assert 'AGM' in r.stderr and 'MMPareto' in r.stderr                # the methods that can
     assert not list(tmp_path.glob('*/config.yaml'))                   # refused before any run folder was made
 
@@ -183,6 +189,41 @@ def test_data_parallel_training_refuses_a_loader_it_cannot_share_out(tmp_path):
         learn = Learner(build_model(ds), dl, cbs=[DataParallelCB()], progress=False)
         with pytest.raises(MethodConfigError, match='shares out the batches of an EpochLoader.*DataLoader'): learn.fit(1)
     finally: dist.destroy_process_group()
+
+class _CountTrain(Callback):
+    "The training samples this process sees in each epoch."
+    def before_fit(self): self.n = {}
+    def after_batch(self):
+        if self.learn.training: self.n[self.learn.epoch] = self.n.get(self.learn.epoch, 0) + len(self.learn.batch['label'])
+
+def _resample_in_one_of_two(rank, store, out):
+    "ModalityValuation (resampling from epoch 1) on 150 AV-Digits samples in process `rank` of 2."
+    import torch.distributed as dist
+    from balance_nb.core import set_seed
+    from balance_nb.data import AVDigits, make_loader
+    from balance_nb.models import build_model
+    from balance_nb.learner import Learner
+    from balance_nb.methods.data import ModalityValuation
+    from balance_nb.distributed import DataParallelCB
+    dist.init_process_group('gloo', init_method=f'file://{store}', rank=rank, world_size=2)
+    torch.set_num_threads(1)
+    ds = AVDigits('valid').subset(torch.arange(150))
+    set_seed(0)
+    count = _CountTrain()
+    learn = Learner(build_model(ds), make_loader(ds, 32, shuffle=True), cbs=[ModalityValuation(), count, DataParallelCB()],
+                    progress=False).fit(2)
+    torch.save({'seen': count.n, 'copies': learn.history.epochs.modval_added_copies.tolist()}, out/f'{rank}.pt')
+    dist.destroy_process_group()
+
+def test_a_resampled_training_loader_is_shared_out(tmp_path):
+    "ModalityValuation's epoch-1 loader (the samples plus their copies) is shared between the processes like the first."
+    torch.multiprocessing.spawn(_resample_in_one_of_two, args=(tmp_path/'store', tmp_path), nprocs=2)
+    r0, r1 = (torch.load(tmp_path/f'{r}.pt') for r in (0, 1))
+    copies = int(r0['copies'][1])
+    assert copies > 0 and r0['copies'][1] == r1['copies'][1]                    # the same plan in both processes
+    assert r0['seen'][0] + r1['seen'][0] == 150                                  # epoch 0: the 150 samples, shared
+    assert r0['seen'][1] + r1['seen'][1] == 150 + copies                         # epoch 1: samples and copies, shared
+    assert abs(r0['seen'][1] - r1['seen'][1]) <= -(-(150 + copies) // 32)       # about half each (one per batch at most)
 
 class _CountValid(Callback):
     "Counts the validation samples this process sees."

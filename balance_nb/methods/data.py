@@ -90,8 +90,7 @@ class ModalityValuation(BalancingMethod):
     max_modalities = 3      # two in the paper's method table; three as BalanceMM's CMU-MOSEI branch
     hparam_aliases = {'method': 'level'}       # BalanceMM's --method Modality-level|Sample-level
     log_prefix = 'modval'                      # its logged columns: modval_<quantity>[_<modality>]
-    ddp_reason = ("the training loader it resamples every epoch from the contributions is not shared out between the "
-                  "processes, and the contributions are computed from each process's own pass")
+    ddp = True      # every process values the whole training set alike; the resampled loader is shared out (33)
     def __init__(self, level: str = 'Modality-level', part_ratio: float = 0.2, alpha: float = 0.5,
                  variant: str = 'code', modulation_starts: int = 1, modulation_ends: int = 80):
         super().__init__(modulation_starts, modulation_ends)

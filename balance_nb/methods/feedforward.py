@@ -172,6 +172,7 @@ class MMTM(nn.Module):
         self.squeeze, self.fc_a, self.fc_b = nn.Linear(c_a + c_b, hidden), nn.Linear(hidden, c_a), nn.Linear(hidden, c_b)
         self.register_buffer('mean_a', torch.zeros(c_a)); self.register_buffer('mean_b', torch.zeros(c_b))
         self.register_buffer('count', torch.zeros((), dtype=torch.long))
+        self.batch_mean = None      # the whole batch's mean from this slice's, in several processes (Greedy sets it)
 
     @staticmethod
     def _squeeze(x, t: int = 1):
@@ -188,9 +189,11 @@ class MMTM(nn.Module):
         ga, gb = self.gates(xa, xb, ta, tb)
         if self.training:
             with torch.no_grad():
-                t = self.count.item()
-                self.mean_a.copy_((ga.mean(0) + t * self.mean_a) / (t + 1))
-                self.mean_b.copy_((gb.mean(0) + t * self.mean_b) / (t + 1))
+                t, mean = self.count.item(), torch.cat([ga.mean(0), gb.mean(0)])
+                if self.batch_mean is not None: mean = self.batch_mean(mean)
+                ma, mb = mean.split([ga.shape[1], gb.shape[1]])
+                self.mean_a.copy_((ma + t * self.mean_a) / (t + 1))
+                self.mean_b.copy_((mb + t * self.mean_b) / (t + 1))
                 self.count += 1
         if caring == 0: ga = self.mean_a.expand_as(ga)
         if caring == 1: gb = self.mean_b.expand_as(gb)
@@ -303,8 +306,8 @@ def _sq_ratio(params) -> float:
 class Greedy(BalancingMethod):
     "MMTM blocks between the two encoders; curation mode freezes the gate of the modality that learns through the other."
     max_modalities, log_prefix = 2, 'greedy'
-    ddp_reason = ("its MMTM blocks keep running means of the gates inside the model, each process from its own slice, and "
-                  "its curation steps leave one modality's gate without gradients, which DDP's averaging expects")
+    ddp = True                      # the gates' running means are the whole batch's; speeds from DDP's averaged gradients (33)
+    ddp_unused_parameters = True    # a curated modality's gate layers take no part in the step
     def __init__(self, alpha: float = 0.001, window_size: int = 5, curation_starts: int = 0, variant: str = 'balancemm',
                  modulation_starts: int = 0, modulation_ends: int = 80):
         super().__init__(modulation_starts, modulation_ends)
@@ -324,6 +327,7 @@ class Greedy(BalancingMethod):
         learn, model = self.learn, self.learn.model
         if not isinstance(model, GreedyModel):
             learn.model = GreedyModel(model.encoders, model.fusion, learn.train_dl.dataset.input_shapes)
+        for mm in learn.model.mmtm: mm.batch_mean = lambda t: mean_over_ranks(learn, t)   # identity in one process
         if self.m_bypass is None: self.m_bypass, self.m_main = [0.0, 0.0], [0.0, 0.0]
 
     def before_batch(self):
@@ -345,6 +349,8 @@ class Greedy(BalancingMethod):
                                        for i, m in enumerate(model.modalities)})
 
     def before_validate(self): self.learn.model.caring = None
+    def cleanup_fit(self):
+        for mm in self.learn.model.mmtm: mm.batch_mean = None     # a model that pickles, and keeps no Learner
 
     def state_dict(self): return {'m_bypass': self.m_bypass, 'm_main': self.m_main, 'left': self.left, 'care': self.care}
     def load_state_dict(self, d): self.m_bypass, self.m_main, self.left, self.care = d['m_bypass'], d['m_main'], d['left'], d['care']

@@ -13,7 +13,7 @@ from ..core import *
 from ..learner import BalancingMethod, register_method, MethodConfigError
 from ..models import SharedHeadFusion, encode_loader
 from ..metrics import coalitions
-from ..distributed import sum_over_ranks, mean_over_ranks, whole_batches
+from ..distributed import sum_over_ranks, mean_over_ranks, whole_batches, whole_batch_grads
 
 # %% auto #0
 __all__ = ['MODULATED', 'AGM_SIGNS', 'AGM_EMPTY', 'AGM_SCALING', 'RECONCILE', 'modulated_params', 'ogm_scores',
@@ -389,8 +389,7 @@ def reconcile_loss(o: torch.Tensor, pre: torch.Tensor, mode: str = 'detached') -
 class ReconBoost(BalancingMethod):
     "Alternating per-modality boosting stages + a global stage each epoch, on a shared head with a learnable boost rate."
     max_modalities, log_prefix = 3, 'reconboost'
-    ddp_reason = ("its stages take steps of their own: forward passes outside DDP's, whose backward leaves the other "
-                  "modalities' parameters without gradients, so DDP does not average them")
+    ddp = True      # per-sample losses; a boosting stage's gradients the whole batch's (33_distributed)
     def __init__(self, alpha: float = 0.5, T_epochs: int = 1, weight1: float = 5., weight2: float = 1.,
                  boost_rate: float = 0.01, reconcile: str = 'detached', modulation_starts: int = 0, modulation_ends: int = 80):
         super().__init__(modulation_starts, modulation_ends)
@@ -414,7 +413,8 @@ class ReconBoost(BalancingMethod):
         "ReconBoost owns the Learner's step (03_learner): global (CE on F) or boosting modality `self.stage`."
         if self.stage is None: return self.learn.default_train_step()
         learn, mods, m = self.learn, self.learn.model.modalities, self.stage
-        out, y = learn.forward(), learn.batch['label']
+        # not through DDP, which would wait for gradients of the parameters that this stage's loss leaves out
+        out, y = learn.forward(ddp=False), learn.batch['label']
         rest = learn.model.fusion.boost_rate.detach() * sum(out.unimodal[k].detach() for k in mods if k != m)
         loss = boosting_loss(out.unimodal[m], rest, y, self.weight1, self.weight2)
         if self.boosted_epochs > 0 and len(mods) > 1:
@@ -422,7 +422,10 @@ class ReconBoost(BalancingMethod):
             loss = loss + self.alpha * reconcile_loss(out.unimodal[m], out.unimodal[pre], self.reconcile)
         learn.loss = loss
         learn.log(**{f'reconboost_loss_{m}': loss})
-        learn.backward(); learn.step()
+        learn.backward()
+        ps = [p for p in learn.model.parameters() if p.grad is not None]     # encoder m and the head
+        for p, g in zip(ps, whole_batch_grads(learn, [p.grad for p in ps])): p.grad = g     # several processes (33)
+        learn.step()
 
     def _pass(self, stage):
         "One pass over the training set in `stage`, each batch through the Learner's own batch routine."
