@@ -130,7 +130,9 @@ def check_ddp(methods):
 
 def ddp_methods() -> list[str]:
     "Names of the registered methods declared exact under data parallelism (a `ddp` property: in their default settings)."
-    return [n for n in METHODS.names() if isinstance(d := getattr(METHODS[n], 'ddp', False), property) or d]
+    first = {}                                  # each method once, under its first name (not an alias such as Sample)
+    for n in METHODS.names(): first.setdefault(METHODS[n], n)
+    return [n for cls, n in first.items() if isinstance(d := getattr(cls, 'ddp', False), property) or d]
 
 # %% ../nbs/33_distributed.ipynb #f4c39619
 class DataParallelCB(Callback):

@@ -8,7 +8,7 @@ OGM-GE's 257 x 188 log-STFT spectrograms, MNIST digits as 224 x 224 frames), and
     python benchmarks/gpu_check.py                 # device: cuda when available, else cpu
     python benchmarks/gpu_check.py --cpu --small   # a quick CPU run (64 x 64 frames, 2 clips per emotion)
     python benchmarks/gpu_check.py --trainers baseline,OGM,MMPareto --precisions 32,bf16 --md benchmarks/gpu_check.md
-    torchrun --nproc_per_node 1 benchmarks/gpu_check.py --trainers baseline,OGM   # the same through DistributedDataParallel
+    torchrun --nproc_per_node 1 benchmarks/gpu_check.py --trainers baseline,OGM,MMPareto   # the same through DDP
                                                     # (NCCL on a GPU, gloo with --cpu); N processes: add --root DIR
 
 Under torchrun every run is data-parallel (notebook 33_distributed): --batch-size is the global batch, samples/s
