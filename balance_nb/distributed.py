@@ -14,8 +14,8 @@ from .learner import Callback, BalancingMethod, MethodConfigError
 
 # %% auto #0
 __all__ = ['torchrun_env', 'init_distributed', 'sum_over_ranks', 'mean_over_ranks', 'batch_sum', 'whole_batch_grads',
-           'same_on_every_rank', 'whole_batches', 'batch_slice', 'share_samples', 'check_ddp', 'ddp_methods',
-           'DataParallelCB']
+           'sync_grads', 'same_on_every_rank', 'whole_batches', 'batch_slice', 'share_samples', 'check_ddp',
+           'ddp_methods', 'DataParallelCB']
 
 # %% ../nbs/33_distributed.ipynb #bd3e12c2
 def torchrun_env() -> dict | None:
@@ -77,6 +77,11 @@ def whole_batch_grads(learn, grads: list[torch.Tensor]) -> list[torch.Tensor]:
     flat = mean_over_ranks(learn, torch.cat([g.flatten() for g in grads]))
     return [f.view_as(g) for f, g in zip(flat.split([g.numel() for g in grads]), grads)]
 
+def sync_grads(learn, model):
+    "After a `backward` that did not go through DDP: every `p.grad` of `model` that is set becomes the whole batch's."
+    ps = [p for p in model.parameters() if p.grad is not None]
+    for p, g in zip(ps, whole_batch_grads(learn, [p.grad for p in ps])): p.grad = g
+
 # %% ../nbs/33_distributed.ipynb #7783eaa0
 def same_on_every_rank(learn, obj):
     "Process 0's `obj` in every process of a data-parallel fit (a random choice made once for the whole batch); else `obj`."
@@ -118,7 +123,7 @@ def share_samples(dl):
 def check_ddp(methods):
     """Raise `MethodConfigError` naming every method in `methods` not declared exact under data parallelism (`ddp = True`),
     each with its reason (`ddp_reason`)."""
-    refused = [m for m in methods if isinstance(m, BalancingMethod) and not m.ddp]
+    refused = [m for m in methods if isinstance(m, BalancingMethod) and not m.ddp]     # an instance may refuse a setting
     if refused:
         names = ', '.join(m.name for m in refused)
         why = '; '.join(f"{m.name}: {getattr(m, 'ddp_reason', None) or 'its batch statistics are not the whole batch’s'}"
@@ -129,10 +134,10 @@ def check_ddp(methods):
                                 f"--devices. Methods that can: {', '.join(ddp_methods())}.")
 
 def ddp_methods() -> list[str]:
-    "Names of the registered methods declared exact under data parallelism (a `ddp` property: in their default settings)."
+    "Names of the registered methods declared exact under data parallelism (in their default settings)."
     first = {}                                  # each method once, under its first name (not an alias such as Sample)
     for n in METHODS.names(): first.setdefault(METHODS[n], n)
-    return [n for cls, n in first.items() if isinstance(d := getattr(cls, 'ddp', False), property) or d]
+    return [n for cls, n in first.items() if getattr(cls, 'ddp', False)]
 
 # %% ../nbs/33_distributed.ipynb #f4c39619
 class DataParallelCB(Callback):
@@ -142,31 +147,30 @@ class DataParallelCB(Callback):
         learn = self.learn
         self.rank, self.world = dist.get_rank(), dist.get_world_size()
         check_ddp(learn.cbs)
-        dl = learn.train_dl
-        if not hasattr(dl, 'world_size'):
-            raise MethodConfigError(f"data-parallel training shares out the batches of an EpochLoader (make_loader); the "
-                                    f"training loader is a {type(dl).__name__}.")
-        self.n, self.bs = len(dl.dataset), dl.bs
+        dl = self.share(learn.train_dl)
         last = self.n % self.bs if not dl.drop_last else 0
         if self.bs < self.world or 0 < last < self.world:
             raise MethodConfigError(f"batch size {self.bs} over {self.world} processes: every process needs at least one "
                                     f"sample of every batch (the last batch has {last or self.bs}). Use a batch size of at "
                                     f"least {self.world} whose last batch of an epoch ({self.n} samples) is not smaller.")
-        dl.rank, dl.world_size, self.complete, self.dl = self.rank, self.world, False, dl
+        self.complete = False
         learn.model.to(learn.device)
         unused = any(getattr(cb, 'ddp_unused_parameters', False) for cb in learn.cbs)   # e.g. MMCosine's head bias
         learn.ddp = DistributedDataParallel(learn.model, device_ids=[learn.device.index] if learn.device.type == 'cuda' else None,
                                             find_unused_parameters=unused)
 
+    def share(self, dl):
+        "Give this process its slice of every batch of the training loader `dl` (an EpochLoader); returns `dl`."
+        if not hasattr(dl, 'world_size'):
+            raise MethodConfigError(f"data-parallel training shares out the batches of an EpochLoader (make_loader); the "
+                                    f"training loader is a {type(dl).__name__}.")
+        dl.rank, dl.world_size, self.dl, self.n, self.bs = self.rank, self.world, dl, len(dl.dataset), dl.bs
+        return dl
+
     def before_epoch(self):
         "A training loader that a method put in place for this epoch (ModalityValuation's resampled set) is shared out too."
-        dl = self.learn.train_dl
-        if dl is self.dl: return
-        if not hasattr(dl, 'world_size'):
-            raise MethodConfigError(f"data-parallel training shares out the batches of an EpochLoader (make_loader); a "
-                                    f"callback replaced the training loader by a {type(dl).__name__}.")
         # its last batch may be smaller than the number of processes: a process with no sample of it adds a zero gradient
-        dl.rank, dl.world_size, self.dl, self.n, self.bs = self.rank, self.world, dl, len(dl.dataset), dl.bs
+        if self.learn.train_dl is not self.dl: self.share(self.learn.train_dl)
 
     def before_batch(self):
         learn = self.learn
@@ -189,7 +193,6 @@ class DataParallelCB(Callback):
     def after_batch(self):
         learn, row = self.learn, self.learn.step_row
         if not learn.training: return
-        learn._record_loss()                    # a method that owns the step (MLA) never fired after_loss: its loss too
         keys = sorted(k for k, v in row.items() if k not in ('epoch', 'iter') and isinstance(v, (int, float)) and not isinstance(v, bool))
         share = torch.tensor([float(row[k]) for k in keys], dtype=torch.float64, device=learn.device) * (self.n_local / self.n_global)
         row.update(zip(keys, sum_over_ranks(learn, share).tolist()))   # the whole batch's numbers

@@ -203,7 +203,8 @@ def one_batch(self: Learner, batch=None):
     "Train on `batch` (default: the current one): before_batch → train_step → after_batch, recorded as one step row."
     if batch is not None: self.batch, self.loss = to_device(batch, self.device), None
     self.in_batch, self.step_row, self.n_backward = True, {'epoch': self.epoch, 'iter': self.n_iter}, 0
-    try: self.run_stage('batch', lambda: self.train_step(), CancelBatch, finish=self._record_loss)
+    def step(): self.train_step(); self._record_loss()      # after_batch sees the step's loss in the row
+    try: self.run_stage('batch', step, CancelBatch, finish=self._record_loss)   # (and a cancelled step's, if any)
     finally: self.history.step_rows.append(self.step_row); self.in_batch = False; self.n_iter += 1
 
 @patch

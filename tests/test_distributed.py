@@ -62,11 +62,11 @@ SYNCED = [
     ('GBlending', [], [], ['gb_weight_fused', 'gb_weight_pix']),                # temporary runs on whole batches
     ('ReLearning', ['--epochs', '3', '--reinit_epoch', '1'], [], ['relearning_purity_gap_pix', 'relearning_reinit_weight_mor']),
     ('MMPareto', [], ['mmpareto_cos_pix', 'mmpareto_w_mm_mor'], []),            # per-loss gradients: whole_batch_grads
-    ('MLA', [], ['mla_unimodal_loss_pix', 'grad_norm_mor'], []),                # steps outside DDP: whole_batch_grads;
+    ('MLA', [], ['mla_unimodal_loss_pix', 'grad_norm_mor'], []),                # steps outside DDP: sync_grads;
                                                                                 # projector's mean feature: mean_over_ranks
     ('UMT', [], ['umt_distill_pix', 'umt_distill_mor'], []),                    # per-sample terms; teachers trained in 2 processes
     ('ReconBoost', [], ['reconboost_loss_pix', 'reconboost_loss_mor'], ['reconboost_rate']),   # a boosting stage's steps
-                                                                                # outside DDP: whole_batch_grads
+                                                                                # outside DDP: sync_grads
     ('ModalityValuation', ['--epochs', '2'], [], ['modval_added_copies', 'modval_contribution_pix']),  # valued alike
                                                                                 # everywhere; its resampled loader shared out
     ('Greedy', [], ['greedy_speed', 'greedy_curating_mor'], []),                # MMTM gates' running means: mean_over_ranks

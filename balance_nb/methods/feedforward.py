@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 from ..core import *
 from ..learner import BalancingMethod, register_method, MethodConfigError
-from ..distributed import mean_over_ranks, sum_over_ranks, batch_slice, whole_batch_grads
+from ..distributed import mean_over_ranks, sum_over_ranks, batch_slice, sync_grads
 from ..models import Fusion, MultimodalModel, MMOutput, CNNEncoder, MLPEncoder, ResNet18Encoder
 
 # %% auto #0
@@ -82,8 +82,7 @@ class MLA(BalancingMethod):
             h = model.encoders[m](learn.batch[m])
             loss = learn.loss_func(head(h), y)
             learn.backward(loss)
-            ps = [p for p in model.parameters() if p.grad is not None]       # this step's: encoder m and the head
-            for p, g in zip(ps, whole_batch_grads(learn, [p.grad for p in ps])): p.grad = g   # several processes
+            sync_grads(learn, model)          # several processes: encoder m's and the head's, the whole batch's (33)
             norms[m] = torch.cat([p.grad.flatten() for p in model.modality_params(m) if p.grad is not None]).norm()
             if self.n_steps > 0:
                 alpha_t = 0.1 ** (learn.iter / max(len(learn.train_dl), 1) + 1)

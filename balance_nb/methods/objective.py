@@ -105,9 +105,7 @@ def _is_batch_dependent(module: nn.Module) -> bool:
 class UMT(BalancingMethod):
     "Feature distillation from unimodal teachers (trained first through `run`, or given as `teachers`); publishes `umt_distill_<m>`."
     max_modalities, log_prefix = 3, 'umt'
-    @property
-    def ddp(self):      # per-sample distillation terms; teachers trained by runs that are data-parallel too (33_distributed)
-        return self.teacher_bn == 'eval'   # 'train': a teacher's BatchNorm would use each process's slice statistics
+    ddp = True      # per-sample distillation terms; teachers trained by runs that are data-parallel too (33_distributed)
     ddp_reason = ("teacher_bn='train' runs the teachers' BatchNorm on each process's slice of the batch; the default, "
                   "teacher_bn='eval', trains in several processes")
     def __init__(self, scaling: float = 10.0, teacher_checkpoint: str = 'best', teacher_bn: str = 'eval', cache: bool = True,
@@ -116,6 +114,7 @@ class UMT(BalancingMethod):
         if teacher_checkpoint not in ('best', 'last'): raise ValueError(f"UMT teacher_checkpoint must be 'best' or 'last', got {teacher_checkpoint!r}.")
         if teacher_bn not in ('eval', 'train'): raise ValueError(f"UMT teacher_bn must be 'eval' or 'train', got {teacher_bn!r}.")
         self.scaling, self.teacher_checkpoint, self.teacher_bn, self.cache, self.teachers = scaling, teacher_checkpoint, teacher_bn, cache, teachers
+        self.ddp = teacher_bn == 'eval'     # 'train': a teacher's BatchNorm would use each process's slice statistics
 
     def train_teachers(self) -> dict[str, nn.Module]:
         "Each modality's teacher encoder, from the unimodal run that `learn.teacher_run` (handed in by `run`) trains or loads."

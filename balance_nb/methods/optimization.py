@@ -13,7 +13,7 @@ from ..core import *
 from ..learner import BalancingMethod, register_method, MethodConfigError
 from ..models import SharedHeadFusion, encode_loader
 from ..metrics import coalitions
-from ..distributed import sum_over_ranks, mean_over_ranks, whole_batches, whole_batch_grads
+from ..distributed import sum_over_ranks, mean_over_ranks, whole_batches, sync_grads
 
 # %% auto #0
 __all__ = ['MODULATED', 'AGM_SIGNS', 'AGM_EMPTY', 'AGM_SCALING', 'RECONCILE', 'modulated_params', 'ogm_scores',
@@ -423,8 +423,7 @@ class ReconBoost(BalancingMethod):
         learn.loss = loss
         learn.log(**{f'reconboost_loss_{m}': loss})
         learn.backward()
-        ps = [p for p in learn.model.parameters() if p.grad is not None]     # encoder m and the head
-        for p, g in zip(ps, whole_batch_grads(learn, [p.grad for p in ps])): p.grad = g     # several processes (33)
+        sync_grads(learn, learn.model)  # several processes: encoder m's and the head's, the whole batch's (33)
         learn.step()
 
     def _pass(self, stage):
