@@ -74,7 +74,7 @@ def test_probe_and_gradient_norms_equal_an_independent_computation(mfeat):
     d = diagnose(net, [test], features={'pix': 'enc_one', 'mor': net.enc_two}, probe_loader=[train],
                  encoders={'pix': 'enc_one', 'mor': ['enc_two']})
     with torch.no_grad():
-        clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
+        clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000, solver='newton-cg'))
         clf.fit(net.enc_two(train['mor']).numpy(), train['label'].numpy())
         assert d.metrics['probe_acc_mor'] == pytest.approx(clf.score(net.enc_two(test['mor']).numpy(), test['label'].numpy()))
     net.eval(); net.zero_grad()
