@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_analysis.ipynb #c6a3501c
 from __future__ import annotations
-import os, re
+import os, re, time
 from pathlib import Path
 import numpy as np
 import pandas as pd
@@ -200,11 +200,16 @@ def _ipython_display(obj, display_id=True):
 class LivePlotCB(Callback):
     "One figure with the panels of `plot_history`, shown once and redrawn in place as training goes."
     order = 95   # after the metrics (50) and checkpoints (90): it draws what they logged
-    def __init__(self, title: str = '', every: int | None = None, quiet: bool | None = None, display_fn=None):
+    def __init__(self, title: str = '', every: int | None = None, quiet: bool | None = None, display_fn=None,
+                 max_share: float = 0.25, clock=time.perf_counter):
+        if not 0 < max_share <= 1:
+            raise ValueError(f"max_share is the largest share of the wall time that redrawing may take, in (0, 1]; got {max_share}. "
+                             "Use 1 to redraw after every epoch.")
         self.title, self.every, self.display_fn = title, every, display_fn or _ipython_display
         self.quiet = bool(os.environ.get('IN_TEST')) if quiet is None else quiet
+        self.max_share, self.clock = max_share, clock
         self.fig = self.handle = None
-        self.n_updates, self._drawn_at = 0, None
+        self.n_updates, self._drawn_at, self._last_end, self._cost = 0, None, 0.0, 0.0
 
     def _draw(self):
         plot_history(self.learn.history, self.title, self.learn.model.modalities, axes=self.axes)
@@ -212,21 +217,29 @@ class LivePlotCB(Callback):
 
     def before_fit(self):
         if self.quiet: return
+        from IPython.display import Markdown
         self.fig, axes = plt.subplots(1, 4, figsize=(17, 3.6)); self.axes = list(axes)
         plt.close(self.fig)          # the display handle shows it; the inline backend must not show it again
-        self._draw()
-        self.handle = self.display_fn(self.fig, display_id=True)
+        self.handle = self.display_fn(Markdown(f"*{self.title or 'Training'}: the figure appears after the first epoch.*"),
+                                      display_id=True)
 
     def update(self):
         "Redraw the panels from the history so far and refresh the one displayed figure."
         if self.handle is None: return
+        start = self.clock()
         self._draw(); self.handle.update(self.fig); self.n_updates += 1
+        self._last_end = self.clock(); self._cost = self._last_end - start
+
+    def due(self) -> bool:
+        "Whether redrawing now keeps it within `max_share` of the time: the first drawing, or (1/s − 1) × its cost since the last."
+        return self.n_updates == 0 or self.clock() - self._last_end >= self._cost * (1 / self.max_share - 1)
 
     def after_batch(self):
         if self.every and (self.learn.n_iter + 1) % self.every == 0: self.update()
-    def after_epoch(self): self.update()
+    def after_epoch(self):
+        if self.due(): self.update()
     def after_fit(self):
-        if self._drawn_at != self.learn.n_iter: self.update()   # a run stopped mid-epoch still shows its end
+        if self._drawn_at != self.learn.n_iter: self.update()   # the end is always shown (an epoch skipped, a run stopped early)
 
     def retire(self, note: str | None = None):
         "Replace the displayed figure by a one-line `note`: when a figure of the finished run follows, no picture twice."

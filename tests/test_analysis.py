@@ -75,10 +75,12 @@ def test_liveplot_one_display_updated_in_place():
     def fake_display(obj, display_id=None):
         assert display_id is True
         h = _Handle(); shown.append((obj, h)); return h
-    cb = LivePlotCB('t', quiet=False, display_fn=fake_display)
+    cb = LivePlotCB('t', quiet=False, display_fn=fake_display, max_share=1)
     learn = _fit_small([cb], epochs=3)
-    assert len(shown) == 1                                    # exactly one display ...
-    fig, h = shown[0]
+    assert len(shown) == 1                                    # exactly one display (a note until the first epoch) ...
+    note, h = shown[0]
+    fig = cb.fig
+    assert type(note).__name__ == 'Markdown' and 'first epoch' in note.data
     assert len(h.updates) == 3 and all(f is fig for f in h.updates)   # ... updated once per epoch, same figure
     assert fig.axes[0].get_lines()[0].get_ydata().tolist() == learn.history.epochs.acc.tolist()
 

@@ -163,7 +163,7 @@ def test_live_figure_is_redrawn_in_place_in_jupyterlab(lab):
             assert imgs.count() == 1                                          # one figure at the end ...
             assert page.evaluate('window.__maxImgs') == 1                     # ... and never more than one on the way
             renders = page.evaluate('window.__renders')
-            assert len(set(renders)) >= 3, len(set(renders))                  # first drawing + redraws after epochs
+            assert len(set(renders)) >= 2, len(set(renders))                  # the first epoch's drawing, redrawn at the end
             page.wait_for_function("() => document.querySelector('.jp-OutputArea-output img')?.naturalWidth > 800", timeout=30_000)
         finally:
             try: page.evaluate("() => window.jupyterapp.shell.currentWidget.sessionContext.shutdown()")
