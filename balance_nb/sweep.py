@@ -108,12 +108,15 @@ def run_category(c: RunConfig) -> str:
 _WORKER_DEVICE = None                # the device of this worker process (set by `_init_worker`)
 
 def _init_worker(threads: int, sweep_pid: int, devices=None):
-    "Executed once in each worker process: its torch threads, its device (the next one in the queue `devices`)."
-    import torch, threading
+    "Executed once in each worker process: its threads (torch, BLAS, OpenMP), its device (the next one in the queue `devices`)."
+    for var in ('OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'MKL_NUM_THREADS'): os.environ[var] = str(threads)   # libraries loaded later
+    import torch, threading, sklearn.linear_model, scipy.optimize
+    from threadpoolctl import threadpool_limits
     global _WORKER_DEVICE
     torch.set_num_threads(threads)
     try: torch.set_num_interop_threads(1)
     except RuntimeError: pass
+    threadpool_limits(threads)                                   # and those already loaded (NumPy's and SciPy's BLAS, OpenMP)
     if devices is not None: _WORKER_DEVICE = devices.get()
     threading.Thread(target=_exit_with, args=(sweep_pid,), daemon=True).start()
 

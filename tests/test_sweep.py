@@ -97,3 +97,16 @@ def test_sweep_devices_and_shard_errors(tmp_path):
                        capture_output=True, text=True, cwd=tmp_path)
     assert r.returncode == 2 and 'sweep --devices 0,1' in r.stderr and 'one device' in r.stderr
     assert not list(tmp_path.glob('*/config.yaml'))                   # nothing was trained or written
+
+
+def test_sweep_workers_limit_every_thread_pool(monkeypatch):
+    "A worker's torch, BLAS and OpenMP pools all get its share of the cores (idle BLAS threads spin on the other worker's core)."
+    import multiprocessing as mp, threadpoolctl
+    from concurrent.futures import ProcessPoolExecutor
+    from balance_nb import sweep
+    for var in ('OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'MKL_NUM_THREADS'): monkeypatch.delenv(var, raising=False)  # as in a notebook
+    # a fresh interpreter with this environment (the sweep's forkserver may have started earlier with another one)
+    with ProcessPoolExecutor(1, mp_context=mp.get_context('spawn'), initializer=sweep._init_worker, initargs=(1, os.getpid(), None)) as ex:
+        info = ex.submit(threadpoolctl.threadpool_info).result()
+    assert {'openblas', 'openmp'} <= {i['internal_api'] for i in info}      # NumPy/SciPy BLAS and OpenMP are loaded ...
+    assert [i['num_threads'] for i in info] == [1] * len(info), info       # ... and every pool has the worker's one thread
