@@ -110,7 +110,8 @@ _WORKER_DEVICE = None                # the device of this worker process (set by
 def _init_worker(threads: int, sweep_pid: int, devices=None):
     "Executed once in each worker process: its threads (torch, BLAS, OpenMP), its device (the next one in the queue `devices`)."
     for var in ('OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'MKL_NUM_THREADS'): os.environ[var] = str(threads)   # libraries loaded later
-    import torch, threading, sklearn.linear_model, scipy.optimize
+    import torch, threading
+    import sklearn.linear_model, scipy.optimize     # the probes' libraries, loaded now: threadpool_limits covers their pools
     from threadpoolctl import threadpool_limits
     global _WORKER_DEVICE
     torch.set_num_threads(threads)
