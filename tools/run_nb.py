@@ -44,7 +44,9 @@ def on_package(book: dict, name: str) -> dict:
     "`book` (notebook JSON) with every `#| export` cell replaced by one that takes the names of its exported module."
     cells = [c for c in book['cells'] if c['cell_type'] == 'code']
     exp = [d.split()[1] for c in cells for d in _directives(''.join(c['source'])) if d.startswith('default_exp ')]
-    if not exp: raise SystemExit(f"run_nb.py --package: {name} has no `#| default_exp` cell, so it exports no module to test.")
+    if not exp:
+        print(f"run_nb.py --package: {name} has no `#| default_exp` cell, so it exports no module to test.", file=sys.stderr)
+        sys.exit(2)
     module = f"balance_nb.{exp[0]}"
     take = (f"import importlib as _il\n_mod = _il.import_module({module!r})\n"
             f"globals().update({{k: v for k, v in vars(_mod).items() if not k.startswith('__')}})   # {module}, as imported\n")
