@@ -313,7 +313,7 @@ def AVDigitsNoisy(split: str = 'train',
                   n_mels: int = 32,
                   seed: int = 0,
                   root: str | Path | None = None):
-    "AV-Digits where both modalities are informative but neither suffices: the course's data (the imbalance hurts)."
+    "AV-Digits where both modalities are informative but neither suffices, so joint training falls behind (benchmarks/avdigits_noisy_check.md)."
     ds = AVDigits(split, audio_snr_db, image_pool, image_noise, image_source, n_mels, seed, root)
     ds.name = f'AVDigitsNoisy[{split}]'
     return ds
